@@ -1,0 +1,1 @@
+"""ShowMaker backend."""
