@@ -44,7 +44,9 @@ class BlenderLens:
     """Blender camera intrinsics: the data a ``bpy.types.Camera`` and render settings need.
 
     ``sensor_fit`` is 'HORIZONTAL' (``sensor_width`` spans the image width) and pixels are square.
-    ``shift_x``/``shift_y`` are in units of the larger image side, as Blender defines them.
+    ``shift_x``/``shift_y`` are in units of the image width: with a horizontal sensor fit Blender scales
+    the shift by the fitted side (``BKE_camera_params_compute_viewplane``), not by the larger side as
+    with 'AUTO' (the two differ for portrait images).
     """
 
     lens_mm: float
@@ -63,20 +65,18 @@ def K_to_blender_lens(K: np.ndarray, width: int, height: int, sensor_width_mm: f
     if abs(K[0, 1]) > 1e-9:
         raise ValueError("K has skew; Blender cameras cannot represent it")
     lens = fx * sensor_width_mm / width
-    side = max(width, height)
-    # Blender's shift moves the frustum (+x right, +y up) by shift * max side pixels, so the optical
-    # axis lands left of / below the image centre: cx = W/2 - shift_x * side, cy = H/2 + shift_y * side.
-    shift_x = (width / 2.0 - cx) / side
-    shift_y = (cy - height / 2.0) / side
+    # Blender's shift moves the frustum (+x right, +y up) by shift * width pixels, so the optical
+    # axis lands left of / below the image centre: cx = W/2 - shift_x * W, cy = H/2 + shift_y * W.
+    shift_x = (width / 2.0 - cx) / width
+    shift_y = (cy - height / 2.0) / width
     return BlenderLens(lens, sensor_width_mm, shift_x, shift_y, width, height)
 
 
 def blender_lens_to_K(lens: BlenderLens) -> np.ndarray:
     """Inverse of :func:`K_to_blender_lens`: Blender lens (horizontal sensor fit) -> ``K`` [3, 3]."""
     fx = lens.lens_mm * lens.width / lens.sensor_width_mm
-    side = max(lens.width, lens.height)
-    cx = lens.width / 2.0 - lens.shift_x * side
-    cy = lens.height / 2.0 + lens.shift_y * side
+    cx = lens.width / 2.0 - lens.shift_x * lens.width
+    cy = lens.height / 2.0 + lens.shift_y * lens.width
     return np.array([[fx, 0.0, cx], [0.0, fx, cy], [0.0, 0.0, 1.0]])
 
 
@@ -171,14 +171,10 @@ def matrix_to_quat(R: torch.Tensor) -> torch.Tensor:
     m = R.reshape(-1, 3, 3)
     m00, m11, m22 = m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]
     # Four candidate solutions; take the numerically best-conditioned per matrix.
-    q_abs = torch.sqrt(
-        torch.clamp(
-            torch.stack(
-                [1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1
-            ),
-            min=0.0,
-        )
-    )
+    sq = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1)
+    # sqrt of the positive part only: its gradient stays finite where a candidate is exactly 0.
+    pos = sq > 0
+    q_abs = torch.zeros_like(sq).masked_scatter(pos, torch.sqrt(sq[pos]))
     cands = torch.stack(
         [
             torch.stack([q_abs[:, 0] ** 2, m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]], -1),

@@ -48,10 +48,10 @@ class DensifyState:
     def select(self, keep: torch.Tensor):
         self.grad2d, self.count = self.grad2d[keep], self.count[keep]
 
-    def extend(self, idx: torch.Tensor):
-        """Append statistics (zeros) for new Gaussians copied from ``idx``."""
-        self.grad2d = torch.cat([self.grad2d, torch.zeros_like(self.grad2d[idx])])
-        self.count = torch.cat([self.count, torch.zeros_like(self.count[idx])])
+    def extend(self, n: int):
+        """Append zeroed statistics for ``n`` new Gaussians."""
+        self.grad2d = torch.cat([self.grad2d, self.grad2d.new_zeros(n)])
+        self.count = torch.cat([self.count, self.count.new_zeros(n)])
 
     def reset(self):
         self.grad2d.zero_()
@@ -89,17 +89,19 @@ def duplicate(params, optimizers, state: DensifyState, mask: torch.Tensor):
         if st:
             for sk in ("exp_avg", "exp_avg_sq"):
                 st[sk][n_old:] = 0
-    state.extend(idx)
+    state.extend(len(idx))
 
 
 @torch.no_grad()
-def split(params, optimizers, state: DensifyState, mask: torch.Tensor, n_split: int = 2):
-    """Replace each Gaussian in ``mask`` by ``n_split`` samples drawn from it, scales / 1.6 (3DGS)."""
+def split(params, optimizers, state: DensifyState, mask: torch.Tensor, n_split: int = 2,
+          generator: torch.Generator | None = None):
+    """Replace each Gaussian in ``mask`` by ``n_split`` samples drawn from it, scales / 1.6 (3DGS).
+    ``generator`` (a CPU generator) makes the samples reproducible."""
     idx = mask.nonzero().squeeze(1)
     keep = ~mask
     scales = torch.exp(params["scales"][idx])  # [S, 3]
     R = quat_to_matrix(params["quats"][idx])  # [S, 3, 3]
-    offsets = torch.einsum("sij,nsj->nsi", R, scales * torch.randn(n_split, len(idx), 3, device=scales.device))
+    offsets = torch.einsum("sij,nsj->nsi", R, scales * torch.randn(n_split, len(idx), 3, generator=generator).to(scales.device))
     new_means = (params["means"][idx] + offsets).reshape(-1, 3)
     new_scales = torch.log(scales / 1.6).repeat(n_split, 1)
 
@@ -123,7 +125,7 @@ def split(params, optimizers, state: DensifyState, mask: torch.Tensor, n_split: 
             opt.state[new] = st
         params[k] = new
     state.select(keep)
-    state.extend(idx.repeat(n_split))
+    state.extend(n_split * len(idx))
     assert params["means"].shape[0] == n_keep + n_split * len(idx)
 
 
@@ -149,7 +151,8 @@ def reset_opacity(params, optimizers, value: float):
 
 @torch.no_grad()
 def step_post_backward(
-    step: int, params, optimizers, state: DensifyState, meta: dict, scene_scale: float, cfg: DensifyConfig
+    step: int, params, optimizers, state: DensifyState, meta: dict, scene_scale: float, cfg: DensifyConfig,
+    generator: torch.Generator | None = None,
 ) -> dict:
     """Accumulate screen-space gradients after ``loss.backward()`` and refine on schedule.
 
@@ -186,7 +189,7 @@ def step_post_backward(
         n_clone, n_split = int(clone_mask.sum()), int(split_mask.sum())
         duplicate(params, optimizers, state, clone_mask)
         split_mask = torch.cat([split_mask, torch.zeros(n_clone, dtype=torch.bool, device=split_mask.device)])
-        split(params, optimizers, state, split_mask)
+        split(params, optimizers, state, split_mask, generator=generator)
         opac = torch.sigmoid(params["opacities"])
         prune = opac < cfg.prune_opa
         if cfg.reset_every and step > cfg.reset_every:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..splat import rasterization
+from ..splat import GaussianSet, rasterization
 from ..splat.densify import DensifyConfig, DensifyState, make_optimizers, step_post_backward
 from ..splat.losses import depth_log_l1, depth_tv, photometric_loss
 
@@ -197,26 +197,26 @@ class StageTrainer:
         meta["means2d"].retain_grad()
         mask = v.masks[i:i + 1]
         loss = photometric_loss(rgb, v.images[i:i + 1], mask, c.lambda_ssim)
-        terms = {"photo": float(loss)}
+        terms = {"photo": loss.item()}
         if c.depth_guidance:
             if v.depths is not None and c.lambda_depth > 0:
                 ld = depth_log_l1(depth, v.depths[i:i + 1], mask)
                 loss = loss + c.lambda_depth * ld
-                terms["depth"] = float(ld)
+                terms["depth"] = ld.item()
             if c.lambda_tv > 0:
                 ltv = depth_tv(depth)
                 loss = loss + c.lambda_tv * ltv
-                terms["tv"] = float(ltv)
+                terms["tv"] = ltv.item()
         loss.backward()
         report = step_post_backward(self.step, self.params, self.optimizers, self.dstate, meta,
-                                    self.scene_scale, c.densify)
+                                    self.scene_scale, c.densify, self.gen)
         for o in self.optimizers.values():
             o.step()
             o.zero_grad(set_to_none=True)
         with torch.no_grad():
             self.params["quats"].data = torch.nn.functional.normalize(self.params["quats"].data, dim=-1)
         self.step += 1
-        terms.update(loss=float(loss), n=int(self.params["means"].shape[0]), **report)
+        terms.update(loss=loss.item(), n=int(self.params["means"].shape[0]), **report)
         return terms
 
     def train(self, save_checkpoint: Callable[[dict], None] | None = None,
@@ -241,6 +241,14 @@ class StageTrainer:
         return self.params
 
 
-def params_to_numpy(params) -> dict[str, np.ndarray]:
-    """Detach trained parameters to numpy (PLY layout: log-scales, logit opacities, wxyz quats)."""
-    return {k: p.detach().cpu().numpy() for k, p in params.items()}
+def to_gaussian_set(params) -> GaussianSet:
+    """The trained parameter dict (gsplat trainer keys) as a detached :class:`GaussianSet`."""
+    p = {k: v.detach() for k, v in params.items()}
+    return GaussianSet(means=p["means"], quats=p["quats"], log_scales=p["scales"], opacity_logits=p["opacities"],
+                       sh0=p["sh0"], shN=p["shN"])
+
+
+def from_gaussian_set(gs: GaussianSet) -> dict[str, torch.Tensor]:
+    """A :class:`GaussianSet` as the parameter dict that :func:`render` takes (not trainable)."""
+    return {"means": gs.means, "quats": gs.quats, "scales": gs.log_scales, "opacities": gs.opacity_logits,
+            "sh0": gs.sh0, "shN": gs.shN}
