@@ -46,3 +46,12 @@ def test_no_floor_is_a_clear_error():
     cams = np.stack([look_at_viewmat([0, -2.5, 1.6], [0, 0, 0.8])])
     with pytest.raises(ValueError, match="no level plane"):
         find_floor(wall, cams, scene_radius=3.0, config=LevelConfig(iterations=300))
+
+
+def test_a_larger_table_top_does_not_win_over_the_floor():
+    rng = np.random.default_rng(5)
+    pts, cams = _room(rng)
+    big_table = np.c_[rng.uniform(-1.5, 1.5, (4000, 2)), 0.75 + rng.normal(0, 0.005, 4000)]
+    floor = find_floor(np.concatenate([pts, big_table]), cams, scene_radius=3.0)
+    np.testing.assert_allclose(floor.normal, [0, 0, 1], atol=0.01)
+    assert abs(floor.offset) < 0.01

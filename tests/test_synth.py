@@ -13,29 +13,6 @@ from showmaker.synth.generate import cache_root, clip_key, prepare, procedural_b
 from showmaker.synth.video import count_video_frames
 
 
-def tiny_spec_dict():
-    """8 frames at 96x72 over 3 shots (wide, close, wide); bob leaves the stage after frame 4 and is out
-    of the close shot's frame while on stage."""
-    d = default_spec().with_frames(8).with_size(96, 72).to_dict()
-    d["render"]["samples"] = 2
-    d["actors"][1]["on_stage"] = [0, 4]
-    d["actors"][1]["motion"] = [{"type": "gesture", "frames": 8}]
-    return d
-
-
-@pytest.fixture(scope="module")
-def model():
-    return procedural_body()
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, model):
-    pytest.importorskip("bpy")  # rendering needs Blender as a module (the 'synth' extra)
-    spec = parse_spec(tiny_spec_dict())
-    path = generate_clip(spec, tmp_path_factory.mktemp("synth") / "tiny", threads=2, model=model)
-    return spec, path, load_clip(path)
-
-
 # -- spec -------------------------------------------------------------------------------------------------
 
 def test_default_spec_round_trips():

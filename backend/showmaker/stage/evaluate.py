@@ -55,7 +55,7 @@ def evaluate_views(params, frames, masks, Ks, viewmats, gt_depths, frame_ids, sh
         covered = bg & (alpha[..., 0] > 0.5)
         cov.append(float(covered.sum() / bg.sum().clamp_min(1)))
         if gt_depths is not None:
-            gt = torch.as_tensor(gt_depths[f:f + 1], dtype=torch.float32)
+            gt = torch.tensor(np.asarray(gt_depths[f:f + 1]), dtype=torch.float32)
             ok = covered & torch.isfinite(gt) & (gt > 0)
             d = depth[..., 0] * gt_scale
             rel.append(float(((d - gt).abs() / gt)[ok].mean()))

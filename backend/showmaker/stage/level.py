@@ -3,7 +3,8 @@
 SfM and feed-forward geometry give a world frame with an arbitrary rotation. Blender (and artists) expect
 Z up with the floor at z = 0. The "up" guess comes from the cameras (TV and web cameras are held upright:
 the image's -y axis points roughly up); the floor is then the largest plane found by RANSAC whose normal is
-within ``max_tilt_deg`` of that guess, lying below the cameras, preferring the lowest such plane.
+within ``max_tilt_deg`` of that guess, lying below the cameras; a well-supported parallel plane below it
+(the floor under a big table top) wins.
 
 The result is a rigid transform ``T_level`` [4, 4] (no scale) applied as:
     points' = T_level @ points,    viewmat' = viewmat @ inverse(T_level).
@@ -21,13 +22,14 @@ class LevelConfig:
 
     inlier_frac: plane inlier threshold as a fraction of the scene radius.
     max_tilt_deg: the floor normal must be within this angle of the cameras' mean up vector.
-    min_inlier_ratio: a floor candidate needs at least this fraction of the best candidate's inliers.
+    min_inlier_ratio: a parallel plane below the best-supported one is taken as the floor when it has at
+        least this fraction of its support.
     iterations: RANSAC samples. seed: RNG seed (deterministic results).
     """
 
     inlier_frac: float = 0.01
     max_tilt_deg: float = 30.0
-    min_inlier_ratio: float = 0.3
+    min_inlier_ratio: float = 0.5
     iterations: int = 2000
     seed: int = 0
 
@@ -73,7 +75,6 @@ def find_floor(points: np.ndarray, viewmats: np.ndarray, scene_radius: float, co
         raise ValueError(f"cannot find a floor in {len(points)} stage points (need at least 3)")
     up = cameras_up(viewmats)
     cam_centers = -np.einsum("cji,cj->ci", viewmats[:, :3, :3], viewmats[:, :3, 3])
-    cam_height = float((cam_centers @ up).mean())
     rng = np.random.default_rng(config.seed)
     thresh = config.inlier_frac * scene_radius
     cos_tilt = np.cos(np.radians(config.max_tilt_deg))
@@ -89,9 +90,9 @@ def find_floor(points: np.ndarray, viewmats: np.ndarray, scene_radius: float, co
     upright = normals @ up >= cos_tilt
     normals, p0 = normals[upright], p0[upright]
     offsets = -(normals * p0).sum(1)
-    # Planes below the cameras only (the floor is under a held camera).
-    below = (-offsets) < cam_height  # plane height along its normal ~ along up
-    normals, offsets = normals[below], offsets[below]
+    # The floor is under the cameras: the cameras' centroid c is on the normal's side of the plane.
+    keep = normals @ cam_centers.mean(0) + offsets > 0
+    normals, offsets = normals[keep], offsets[keep]
     if len(normals) == 0:
         raise ValueError(
             "no level plane below the cameras found among the stage points; "
@@ -102,11 +103,21 @@ def find_floor(points: np.ndarray, viewmats: np.ndarray, scene_radius: float, co
         (np.abs(points @ normals[s:s + 256].T + offsets[s:s + 256]) < thresh).sum(0)
         for s in range(0, len(normals), 256)
     ])
-    good = counts >= config.min_inlier_ratio * counts.max()
-    # Among well-supported planes take the lowest (largest -offset distance below the cameras), then refine.
-    heights = -offsets  # position of the plane along its normal
-    best = np.flatnonzero(good)[np.argmin(heights[good])]
+    # The best-supported level plane, refined; then, in case that was a large table top or couch seat,
+    # a parallel plane below it with comparable support is the floor.
+    best = int(np.argmax(counts))
     normal, offset = _refine_plane(points, normals[best], offsets[best], thresh)
+    heights = points @ normal + offset
+    support = int((np.abs(heights) < thresh).sum())
+    lower = np.sort(heights[heights < -3 * thresh])
+    if len(lower):
+        # Support of a plane at each candidate height: points within +-thresh of it.
+        cands = np.arange(lower[0], -3 * thresh, 0.5 * thresh)
+        n_near = np.searchsorted(lower, cands + thresh) - np.searchsorted(lower, cands - thresh)
+        peak = int(np.argmax(n_near)) if len(cands) else 0
+        if len(cands) and n_near[peak] >= config.min_inlier_ratio * support:
+            offset -= cands[peak]
+            normal, offset = _refine_plane(points, normal, offset, thresh)
     T = np.eye(4)
     R = rotation_between(normal, np.array([0.0, 0.0, 1.0]))
     T[:3, :3] = R

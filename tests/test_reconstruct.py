@@ -1,0 +1,65 @@
+"""The reconstruction graph end to end on the tiny synthetic clip (oracle estimators, tiny preset)."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from showmaker.project import Project
+from showmaker.reconstruct import EstimatorConfig, StageConfig, build_pipeline, check_inputs, evaluate_project
+from showmaker.splat import load_ply
+from showmaker.stage.train import StageTrainConfig
+
+
+def _stage_cfg(iterations=150):
+    return StageConfig(preset="tiny", train=dataclasses.replace(StageTrainConfig.preset("tiny"), iterations=iterations))
+
+
+@pytest.fixture(scope="module")
+def project(tiny, tmp_path_factory):
+    _, path, _ = tiny
+    root = tmp_path_factory.mktemp("recon") / "proj"
+    proj = Project.create(root, {"clip": path / "clip.mp4", "ground_truth": path})
+    ran = build_pipeline(stage=_stage_cfg()).run(proj)
+    assert set(ran.values()) == {"ran"}
+    return root
+
+
+def test_outputs_exist_and_rerun_is_cached(project):
+    ply = load_ply(project / "stages" / "stage" / "stage.ply")
+    assert len(ply) > 100
+    ran = build_pipeline(stage=_stage_cfg()).run(Project.open(project))
+    assert set(ran.values()) == {"cached"}
+    # A changed stage setting recomputes the stage only.
+    ran = build_pipeline(stage=_stage_cfg(iterations=20)).run(Project.open(project))
+    assert ran["stage"] == "ran" and ran["cameras"] == "cached"
+
+
+def test_levelled_world_has_the_floor_at_zero(project, tiny):
+    _, _, clip = tiny
+    scene = np.load(project / "stages" / "level" / "scene.npz")
+    gt_from_est = np.load(project / "stages" / "cameras" / "oracle_eval.npz")["gt_from_est"]
+    s = np.cbrt(np.linalg.det(gt_from_est[:3, :3]))
+    # Camera heights above the floor (levelled frame, rescaled to metres) match the ground truth's (floor z = 0).
+    centers = -np.einsum("fji,fj->fi", scene["viewmats"][:, :3, :3], scene["viewmats"][:, :3, 3])
+    gt_centers = -np.einsum("fji,fj->fi", clip.viewmats[:, :3, :3], clip.viewmats[:, :3, 3])
+    np.testing.assert_allclose(centers[:, 2] * s, gt_centers[:, 2], atol=0.05)
+
+
+def test_depth_alignment_covers_the_frames(project):
+    align = json.loads((project / "stages" / "depth" / "alignment.json").read_text())
+    assert sum(align["valid"]) >= len(align["valid"]) - 1, align["rejected"]
+
+
+def test_evaluation_against_ground_truth(project):
+    scores = evaluate_project(project)
+    assert scores["psnr"] > 14.0, scores
+    assert scores["depth_abs_rel"] < 0.25, scores
+    assert scores["coverage"] > 0.8, scores
+
+
+def test_oracle_refuses_a_clip_without_ground_truth(tiny, tmp_path):
+    _, path, _ = tiny
+    proj = Project.create(tmp_path / "p", {"clip": path / "clip.mp4"})
+    with pytest.raises(ValueError, match="ground truth"):
+        check_inputs(proj, EstimatorConfig(estimators="oracle"))
