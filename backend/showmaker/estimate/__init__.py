@@ -1,0 +1,1 @@
+"""Estimators: real models behind small interfaces, their oracles, and optimisation-based fits."""
