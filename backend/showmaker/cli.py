@@ -35,7 +35,7 @@ def _progress_printer():
 def _run(project_dir: Path, clip: Path, ground_truth: Path | None, preset: str, estimators: str, depth: str,
          force: list[str]) -> "Project":  # noqa: F821
     from .project import Project
-    from .reconstruct import EstimatorConfig, StageConfig, build_pipeline, check_inputs
+    from .reconstruct import DepthConfig, EstimatorConfig, StageConfig, build_pipeline, check_inputs
     from .stage.train import StageTrainConfig
 
     inputs = {"clip": clip}
@@ -50,9 +50,10 @@ def _run(project_dir: Path, clip: Path, ground_truth: Path | None, preset: str, 
                                  f"{known.path if known else 'none'}); choose a new project directory")
     else:
         project = Project.create(project_dir, inputs, {"preset": preset})
-    est = EstimatorConfig(estimators=estimators, depth=depth)
+    est = EstimatorConfig(estimators=estimators)
     check_inputs(project, est)
-    pipe = build_pipeline(estimators=est, stage=StageConfig(preset=preset, train=StageTrainConfig.preset(preset)))
+    pipe = build_pipeline(estimators=est, stage=StageConfig(preset=preset, train=StageTrainConfig.preset(preset)),
+                          depth=DepthConfig(mode=depth, estimators=est))
     progress, bars = _progress_printer()
     try:
         pipe.run(project, force=force, progress=progress)
@@ -81,8 +82,12 @@ def cmd_demo(args) -> int:
     print(f"[2/3] reconstruction ({args.preset}) finished in {time.time() - t1:.1f} s: {out}")
     scores = _evaluate(out)
     print("[3/3] accuracy against ground truth (held-out views, background pixels):")
+    per_shot = scores.pop("per_shot")
     for k, v in scores.items():
-        print(f"    {k:>16}: {v:.4g}" if isinstance(v, float) else f"    {k:>16}: {v}")
+        print(f"    {k:>20}: {v:.4g}" if isinstance(v, float) else f"    {k:>20}: {v}")
+    for shot, s in per_shot.items():
+        print(f"    shot {shot}: PSNR {s['psnr']:.2f} dB, SSIM {s['ssim']:.3f}, depth abs-rel {s['depth_abs_rel']:.4f}"
+              f" ({s['n_frames']} held-out frames)")
     print(f"Stage Gaussians: {out / 'stages' / 'stage' / 'stage.ply'} (standard 3DGS PLY)")
     print(f"Preview (input | render): {out / 'stages' / 'stage' / 'preview.png'}")
     return 0

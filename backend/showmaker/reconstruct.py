@@ -8,6 +8,7 @@ lists them. Estimators are chosen by name: ``oracle`` reads the synthetic clip's
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +41,20 @@ class IngestConfig:
 
 @dataclass
 class EstimatorConfig:
-    """Which estimator family feeds cameras, masks and depth (``oracle`` needs ground truth), and the
-    depth mode: ``estimate`` (a depth estimator) or ``none`` (degraded: no depth guidance)."""
+    """Which estimator family feeds cameras, masks and depth (``oracle`` needs ground truth)."""
 
     estimators: str = "oracle"
-    depth: str = "estimate"
     oracle: OracleConfig = field(default_factory=OracleConfig)
+
+
+@dataclass
+class DepthConfig:
+    """Depth mode: ``estimate`` (a monocular depth estimator, aligned by eq. 2-3) or ``none`` (degraded:
+    the stage trains without depth guidance)."""
+
+    mode: str = "estimate"
+    estimators: EstimatorConfig = field(default_factory=EstimatorConfig)
+    align: DepthAlignConfig = field(default_factory=DepthAlignConfig)
 
 
 @dataclass
@@ -102,23 +111,23 @@ def run_masks(ctx: StageContext):
 
 
 def run_depth(ctx: StageContext):
-    c: EstimatorConfig = ctx.config
+    c: DepthConfig = ctx.config
     cams = np.load(ctx.upstream_dir("cameras") / "cameras.npz")
     pts = np.load(ctx.upstream_dir("cameras") / "points.npz")
     masks = np.load(ctx.upstream_dir("masks") / "masks.npz")["instances"]
     F, H, W = masks.shape
-    if c.depth == "none":
+    if c.mode == "none":
         atomic_write_json(ctx.out_dir / "alignment.json", {"mode": "none"})
         return
     clip = _require_ground_truth(ctx)
-    mono = [oracle_mono_depth(clip, f, c.oracle) for f in range(F)]
+    mono = [oracle_mono_depth(clip, f, c.estimators.oracle) for f in range(F)]
     obs = []
     for f in range(F):
         ids = pts["vis_point"][pts["vis_frame"] == f]
         obs.append(visible_points(pts["points"], cams["viewmats"][f], cams["Ks"][f], W, H, masks[f] > 0, ids))
     centers = -np.einsum("fji,fj->fi", cams["viewmats"][:, :3, :3], cams["viewmats"][:, :3, 3])
     radius = scene_radius(centers, pts["points"])
-    res = align_depths(mono, obs, radius, DepthAlignConfig())
+    res = align_depths(mono, obs, radius, c.align)
     aligned = np.stack([res.apply(m, f) if res.valid[f] else np.full((H, W), np.nan) for f, m in enumerate(mono)])
     atomic_save_npz(ctx.out_dir / "depth.npz", aligned=aligned.astype(np.float32))
     atomic_write_json(ctx.out_dir / "alignment.json", {
@@ -194,17 +203,21 @@ def run_stage(ctx: StageContext):
     Image.fromarray(preview).save(ctx.out_dir / "preview.png")
 
 
-def build_pipeline(ingest=IngestConfig(), estimators=EstimatorConfig(), stage=StageConfig()) -> Pipeline:
+def build_pipeline(ingest=IngestConfig(), estimators=EstimatorConfig(), stage=StageConfig(),
+                   depth: DepthConfig | None = None) -> Pipeline:
     """The reconstruction graph with the given settings."""
     if estimators.estimators not in ESTIMATORS:
         raise ValueError(f"unknown estimators {estimators.estimators!r}; available: {', '.join(ESTIMATORS)}")
-    if estimators.depth == "none":
-        stage.train.depth_guidance = False
+    depth = depth or DepthConfig(estimators=estimators)
+    if depth.mode not in ("estimate", "none"):
+        raise ValueError(f"unknown depth mode {depth.mode!r}; expected 'estimate' or 'none'")
+    if depth.mode == "none":
+        stage = dataclasses.replace(stage, train=dataclasses.replace(stage.train, depth_guidance=False))
     return Pipeline([
         Stage("ingest", run_ingest, ingest, inputs=("clip",)),
         Stage("cameras", run_cameras, estimators, upstream=("ingest",), inputs=("ground_truth",)),
         Stage("masks", run_masks, estimators, upstream=("ingest",), inputs=("ground_truth",)),
-        Stage("depth", run_depth, estimators, upstream=("cameras", "masks"), inputs=("ground_truth",)),
+        Stage("depth", run_depth, depth, upstream=("cameras", "masks"), inputs=("ground_truth",)),
         Stage("level", run_level, None, upstream=("cameras",)),
         Stage("stage", run_stage, stage, upstream=("ingest", "level", "masks", "depth")),
     ])
@@ -231,6 +244,11 @@ def evaluate_project(project_dir) -> dict:
     masks = np.load(project.stage_dir("masks") / "masks.npz")["instances"]
     scores = evaluate_views(params, frames, masks, scene["Ks"], scene["viewmats"], clip.depth, held, sh_degree,
                             gt_scale).as_dict()
+    scores["per_shot"] = {
+        int(shot): evaluate_views(params, frames, masks, scene["Ks"], scene["viewmats"], clip.depth,
+                                  [f for f in held if clip.shot_ids[f] == shot], sh_degree, gt_scale).as_dict()
+        for shot in np.unique(clip.shot_ids[held])
+    }
     align = json.loads((project.stage_dir("depth") / "alignment.json").read_text())
     if align["mode"] != "none":
         scores["depth_frames_aligned"] = f"{sum(align['valid'])}/{len(align['valid'])}"
