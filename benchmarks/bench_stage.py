@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from showmaker.project import Project
-from showmaker.reconstruct import DepthConfig, StageConfig, build_pipeline, evaluate_project
-from showmaker.stage.train import StageTrainConfig
+from showmaker.evaluate import evaluate_project
+from showmaker.reconstruct import ReconstructionConfig, build_pipeline
 from showmaker.synth import default_spec, generate_clip
 
 
@@ -36,10 +36,9 @@ def main():
             shutil.rmtree(root)
         proj = Project.create(root, {"clip": clip / "clip.mp4", "ground_truth": clip})
         t0 = time.time()
-        build_pipeline(stage=StageConfig(preset=args.preset, train=StageTrainConfig.preset(args.preset)),
-                       depth=DepthConfig(mode=mode)).run(proj)
+        build_pipeline(ReconstructionConfig.preset(args.preset, "oracle", mode)).run(proj)
         wall = time.time() - t0
-        s = evaluate_project(root)
+        s = evaluate_project(root)["stage"]
         rows.append((mode, wall, s))
     print(f"| depth guidance | shot | PSNR (dB) | SSIM | depth abs-rel | depth RMSE (m) | coverage | wall (s) |")
     print("|---|---|---|---|---|---|---|---|")

@@ -1,9 +1,10 @@
-"""The ``showmaker`` command line: demo | synth | reconstruct | eval.
+"""The ``showmaker`` command line: demo | synth | reconstruct | eval | qc.
 
     showmaker demo                       # the embedded synthetic clip, end to end, with a report
     showmaker synth [--spec FILE]        # (re)generate a synthetic clip with ground truth
     showmaker reconstruct CLIP -o PROJ   # run the pipeline on a clip into a project directory
     showmaker eval PROJ                  # score a project against its ground truth
+    showmaker qc PROJ                    # contact sheets to check every estimate
 """
 from __future__ import annotations
 
@@ -32,11 +33,10 @@ def _progress_printer():
     return progress, bars
 
 
-def _run(project_dir: Path, clip: Path, ground_truth: Path | None, preset: str, estimators: str, depth: str,
-         force: list[str]) -> "Project":  # noqa: F821
+def _run(project_dir: Path, clip: Path, ground_truth: Path | None, cfg, force: list[str]):
+    """Create (or reopen) the project and run the reconstruction graph with tqdm bars per stage."""
     from .project import Project
-    from .reconstruct import DepthConfig, EstimatorConfig, StageConfig, build_pipeline, check_inputs
-    from .stage.train import StageTrainConfig
+    from .reconstruct import build_pipeline, check_inputs
 
     inputs = {"clip": clip}
     if ground_truth is not None:
@@ -49,45 +49,50 @@ def _run(project_dir: Path, clip: Path, ground_truth: Path | None, preset: str, 
                 raise SystemExit(f"{project_dir} was made from other inputs ({name}: "
                                  f"{known.path if known else 'none'}); choose a new project directory")
     else:
-        project = Project.create(project_dir, inputs, {"preset": preset})
-    est = EstimatorConfig(estimators=estimators)
-    check_inputs(project, est)
-    pipe = build_pipeline(estimators=est, stage=StageConfig(preset=preset, train=StageTrainConfig.preset(preset)),
-                          depth=DepthConfig(mode=depth, estimators=est))
+        check_inputs(inputs, cfg.estimators)
+        project = Project.create(project_dir, inputs, {"estimators": cfg.estimators})
+    check_inputs(project.inputs, cfg.estimators)
     progress, bars = _progress_printer()
     try:
-        pipe.run(project, force=force, progress=progress)
+        build_pipeline(cfg).run(project, force=force, progress=progress)
     finally:
         for bar in bars.values():
             bar.close()
-    return Project.open(project_dir)
 
 
-def _evaluate(project_dir: Path) -> dict:
-    from .reconstruct import evaluate_project
-
-    return evaluate_project(project_dir)
+def _print_scores(scores: dict) -> None:
+    for name, vals in scores["estimators"].items():
+        print(f"    {name:>16}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                            for k, v in vals.items()))
+    st = dict(scores["stage"])
+    per_shot = st.pop("per_shot")
+    print(f"    {'stage':>16}: PSNR {st['psnr']:.2f} dB, SSIM {st['ssim']:.3f}, depth abs-rel "
+          f"{st['depth_abs_rel']:.4f}, depth RMSE {st['depth_rmse']:.3f} m, coverage {st['coverage']:.2f}, "
+          f"{st['n_gaussians']} Gaussians ({st['n_frames']} held-out frames, background pixels)")
+    for shot, s in per_shot.items():
+        print(f"    {'shot ' + str(shot):>16}: PSNR {s['psnr']:.2f} dB, SSIM {s['ssim']:.3f}, "
+              f"depth abs-rel {s['depth_abs_rel']:.4f}")
 
 
 def cmd_demo(args) -> int:
+    from .evaluate import evaluate_project
+    from .reconstruct import ReconstructionConfig
     from .synth import default_spec, generate_clip
 
     t0 = time.time()
     print("ShowMaker demo: the embedded synthetic clip (3 shots, 2 actors, ground truth), end to end.")
-    clip_dir = generate_clip(default_spec())
+    clip_dir = generate_clip(default_spec(), progress=True)
     print(f"[1/3] synthetic clip ready in {time.time() - t0:.1f} s: {clip_dir}")
     out = Path(args.out)
+    depth_mode = "estimate" if args.estimators == "oracle" or args.depth_checkpoint else "none"
+    if depth_mode == "none":
+        print("      no depth checkpoint given (--depth-checkpoint): the stage trains without depth guidance")
+    cfg = ReconstructionConfig.preset(args.preset, args.estimators, depth_mode, args.depth_model, args.depth_checkpoint)
     t1 = time.time()
-    _run(out, clip_dir / "clip.mp4", clip_dir, args.preset, "oracle", "estimate", args.force)
-    print(f"[2/3] reconstruction ({args.preset}) finished in {time.time() - t1:.1f} s: {out}")
-    scores = _evaluate(out)
-    print("[3/3] accuracy against ground truth (held-out views, background pixels):")
-    per_shot = scores.pop("per_shot")
-    for k, v in scores.items():
-        print(f"    {k:>20}: {v:.4g}" if isinstance(v, float) else f"    {k:>20}: {v}")
-    for shot, s in per_shot.items():
-        print(f"    shot {shot}: PSNR {s['psnr']:.2f} dB, SSIM {s['ssim']:.3f}, depth abs-rel {s['depth_abs_rel']:.4f}"
-              f" ({s['n_frames']} held-out frames)")
+    _run(out, clip_dir / "clip.mp4", clip_dir, cfg, args.force)
+    print(f"[2/3] reconstruction ({args.estimators} estimators, {args.preset}) finished in {time.time() - t1:.1f} s: {out}")
+    print("[3/3] accuracy against the ground truth:")
+    _print_scores(evaluate_project(out))
     print(f"Stage Gaussians: {out / 'stages' / 'stage' / 'stage.ply'} (standard 3DGS PLY)")
     print(f"Preview (input | render): {out / 'stages' / 'stage' / 'preview.png'}")
     return 0
@@ -100,15 +105,31 @@ def cmd_synth(args) -> int:
 
 
 def cmd_reconstruct(args) -> int:
-    _run(Path(args.out), Path(args.clip), Path(args.ground_truth) if args.ground_truth else None,
-         args.preset, args.estimators, args.depth, args.force)
+    from .reconstruct import ReconstructionConfig
+
+    cfg = ReconstructionConfig.preset(args.preset, args.estimators, args.depth, args.depth_model, args.depth_checkpoint)
+    _run(Path(args.out), Path(args.clip), Path(args.ground_truth) if args.ground_truth else None, cfg, args.force)
     print(f"project: {args.out}")
     return 0
 
 
 def cmd_eval(args) -> int:
-    print(json.dumps(_evaluate(Path(args.project)), indent=2))
+    from .evaluate import evaluate_project
+
+    print(json.dumps(evaluate_project(Path(args.project)), indent=2))
     return 0
+
+
+def cmd_qc(args) -> int:
+    from .qc import qc_main
+
+    return qc_main(args.rest)
+
+
+def _depth_args(p) -> None:
+    p.add_argument("--depth-model", choices=("moge2", "depth_anything_v2"), default="moge2")
+    p.add_argument("--depth-checkpoint", default=None,
+                   help="local checkpoint of the depth model (or set SHOWMAKER_DEPTH_CHECKPOINT)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run the whole chain on the embedded synthetic clip")
     d.add_argument("--out", default="showmaker-demo", help="project directory (default: ./showmaker-demo)")
     d.add_argument("--preset", choices=presets, default="preview")
+    d.add_argument("--estimators", choices=("real", "oracle"), default="real",
+                   help="real: the estimators for user footage, measured against the ground truth; "
+                        "oracle: ground truth with realistic noise (upper bound)")
+    _depth_args(d)
     d.add_argument("--force", nargs="*", default=[], help="stages to recompute even if cached")
     d.set_defaults(fn=cmd_demo)
 
@@ -130,9 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("clip", help="video file or folder of images")
     r.add_argument("-o", "--out", required=True, help="project directory (created, or resumed if it exists)")
     r.add_argument("--ground-truth", help="synthetic clip folder (needed by --estimators oracle)")
-    r.add_argument("--estimators", choices=("oracle",), default="oracle")
+    r.add_argument("--estimators", choices=("real", "oracle"), default="real",
+                   help="oracle reads --ground-truth (synthetic clips only)")
     r.add_argument("--depth", choices=("estimate", "none"), default="estimate",
-                   help="'none' trains the stage without depth guidance (degraded mode)")
+                   help="'none' trains the stage without depth guidance (degraded mode, no depth model needed)")
+    _depth_args(r)
     r.add_argument("--preset", choices=presets, default="preview")
     r.add_argument("--force", nargs="*", default=[], help="stages to recompute even if cached")
     r.set_defaults(fn=cmd_reconstruct)
@@ -140,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="score a project against its synthetic ground truth")
     e.add_argument("project")
     e.set_defaults(fn=cmd_eval)
+
+    q = sub.add_parser("qc", help="contact sheets of every estimate (PNG), ground truth beside when known",
+                       add_help=False)
+    q.add_argument("rest", nargs=argparse.REMAINDER)
+    q.set_defaults(fn=cmd_qc)
     return p
 
 

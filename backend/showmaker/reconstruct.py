@@ -1,10 +1,12 @@
 """The reconstruction as a stage graph over one project directory (METHOD.md sections 1-2 so far).
 
-    ingest -> cameras (+ sparse points) -> masks -> depth (+ eq. 2-3 alignment) -> level -> stage (eq. 4-7)
+    ingest -> shots -> masks (+ people) -> cameras (+ sparse points) -> depth (+ eq. 2-3 alignment)
+           -> level -> stage (eq. 4-7);      masks + cameras -> smpl_init (real estimators)
 
 Each stage writes plain files (npz, json, ply, png) into its folder of the project; ``docs/project_format.md``
-lists them. Estimators are chosen by name: ``oracle`` reads the synthetic clip's ground truth (project input
-``ground_truth``) and is refused on a clip without one.
+lists them. Estimators are chosen by name: ``real`` runs the estimators that work on user footage
+(scenedetect, mediapipe, pycolmap, a user-supplied depth checkpoint, SMPL fitting); ``oracle`` reads the
+synthetic clip's ground truth (project input ``ground_truth``) and is refused on a clip without one.
 """
 from __future__ import annotations
 
@@ -18,7 +20,11 @@ import torch
 from PIL import Image
 
 from .atomic import atomic_save_npz, atomic_write_json
+from .estimate.cameras import CameraConfig, estimate_cameras
 from .estimate.oracle import OracleConfig, oracle_cameras_and_points, oracle_mono_depth
+from .estimate.people import PeopleConfig, PeopleTracks, estimate_people
+from .estimate.shots import ShotConfig, cuts_from_shot_ids, detect_shots
+from .estimate.smpl_fit import SmplFitConfig, fit_smpl
 from .geometry import scene_radius
 from .ingest import decode_frames
 from .pipeline import Pipeline, Stage, StageContext
@@ -27,7 +33,7 @@ from .stage.depth_align import DepthAlignConfig, align_depths, visible_points
 from .stage.level import LevelConfig, apply_level, find_floor
 from .stage.train import StageTrainConfig, StageTrainer, StageViews, from_gaussian_set, render, to_gaussian_set
 
-ESTIMATORS = ("oracle",)
+ESTIMATORS = ("real", "oracle")
 
 
 @dataclass
@@ -40,21 +46,43 @@ class IngestConfig:
 
 
 @dataclass
-class EstimatorConfig:
-    """Which estimator family feeds cameras, masks and depth (``oracle`` needs ground truth)."""
+class ShotsStage:
+    """Shot detection: ``real`` (scenedetect, ``detector``) or ``oracle`` (the ground truth's cuts)."""
 
-    estimators: str = "oracle"
+    estimators: str = "real"
+    detector: ShotConfig = field(default_factory=ShotConfig)
+
+
+@dataclass
+class MasksStage:
+    """Actor masks: ``real`` (mediapipe people: masks, keypoints, tracks) or ``oracle`` (instance masks)."""
+
+    estimators: str = "real"
+    people: PeopleConfig = field(default_factory=PeopleConfig)
+
+
+@dataclass
+class CamerasStage:
+    """Cameras and sparse points: ``real`` (pycolmap SfM, ``sfm``) or ``oracle`` (ground truth hidden behind
+    a random similarity, with noise)."""
+
+    estimators: str = "real"
+    sfm: CameraConfig = field(default_factory=CameraConfig)
     oracle: OracleConfig = field(default_factory=OracleConfig)
 
 
 @dataclass
 class DepthConfig:
-    """Depth mode: ``estimate`` (a monocular depth estimator, aligned by eq. 2-3) or ``none`` (degraded:
-    the stage trains without depth guidance)."""
+    """Monocular depth: ``mode`` ``estimate`` (aligned by eq. 2-3) or ``none`` (degraded: no depth guidance).
+    With ``real`` estimators, ``model`` (moge2 | depth_anything_v2) loads from the local ``checkpoint``
+    (or ``$SHOWMAKER_DEPTH_CHECKPOINT``)."""
 
     mode: str = "estimate"
-    estimators: EstimatorConfig = field(default_factory=EstimatorConfig)
+    estimators: str = "real"
+    model: str = "moge2"
+    checkpoint: str | None = None
     align: DepthAlignConfig = field(default_factory=DepthAlignConfig)
+    oracle: OracleConfig = field(default_factory=OracleConfig)
 
 
 @dataclass
@@ -67,17 +95,40 @@ class StageConfig:
     train: StageTrainConfig = field(default_factory=lambda: StageTrainConfig.preset("tiny"))
 
 
-def check_inputs(project, estimators: EstimatorConfig) -> None:
-    """Refuse, before anything runs, a project whose inputs the chosen estimators cannot work from."""
-    if estimators.estimators == "oracle" and "ground_truth" not in project.inputs:
+@dataclass
+class ReconstructionConfig:
+    """Every setting of a reconstruction (each stage hashes only its own part)."""
+
+    estimators: str = "real"
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    shots: ShotConfig = field(default_factory=ShotConfig)
+    people: PeopleConfig = field(default_factory=PeopleConfig)
+    sfm: CameraConfig = field(default_factory=CameraConfig)
+    oracle: OracleConfig = field(default_factory=OracleConfig)
+    depth: DepthConfig = field(default_factory=DepthConfig)
+    smpl: SmplFitConfig = field(default_factory=SmplFitConfig)
+    stage: StageConfig = field(default_factory=StageConfig)
+
+    @classmethod
+    def preset(cls, preset: str = "tiny", estimators: str = "real", depth_mode: str = "estimate",
+               depth_model: str = "moge2", depth_checkpoint: str | None = None) -> "ReconstructionConfig":
+        return cls(estimators=estimators,
+                   depth=DepthConfig(mode=depth_mode, estimators=estimators, model=depth_model,
+                                     checkpoint=depth_checkpoint),
+                   stage=StageConfig(preset=preset, train=StageTrainConfig.preset(preset)))
+
+
+def check_inputs(input_names, estimators: str) -> None:
+    """Refuse, before anything runs, project inputs (names) that the chosen estimators cannot work from."""
+    if estimators == "oracle" and "ground_truth" not in input_names:
         raise ValueError(
             "the 'oracle' estimators read a synthetic clip's ground truth, and this project has none "
             "(give --ground-truth CLIPDIR for a clip made by `showmaker synth`); oracles are never used on "
-            "real footage"
+            "real footage — use --estimators real"
         )
 
 
-def _require_ground_truth(ctx: StageContext):
+def _ground_truth(ctx: StageContext):
     from .synth import load_clip
 
     return load_clip(ctx.input_path("ground_truth"))
@@ -95,38 +146,91 @@ def run_ingest(ctx: StageContext):
                   max_side=c.max_side, progress=lambda f, m: (ctx.progress(f, m), ctx.check_cancelled()))
 
 
-def run_cameras(ctx: StageContext):
-    c: EstimatorConfig = ctx.config
-    clip = _require_ground_truth(ctx)
-    cams = oracle_cameras_and_points(clip, c.oracle)
-    atomic_save_npz(ctx.out_dir / "cameras.npz", Ks=cams["Ks"], viewmats=cams["viewmats"])
-    atomic_save_npz(ctx.out_dir / "points.npz", points=cams["points"], colors=cams["colors"],
-                    vis_frame=cams["vis_frame"], vis_point=cams["vis_point"])
-    atomic_save_npz(ctx.out_dir / "oracle_eval.npz", gt_from_est=cams["gt_from_est"])
+def run_shots(ctx: StageContext):
+    c: ShotsStage = ctx.config
+    if c.estimators == "oracle":
+        shot_ids = _ground_truth(ctx).shot_ids
+    else:
+        shot_ids = detect_shots(load_frames(ctx.upstream_dir("ingest")), c.detector)
+    atomic_save_npz(ctx.out_dir / "shots.npz", shot_ids=np.asarray(shot_ids), cuts=cuts_from_shot_ids(shot_ids))
 
 
 def run_masks(ctx: StageContext):
-    clip = _require_ground_truth(ctx)
-    atomic_save_npz(ctx.out_dir / "masks.npz", instances=clip.masks.astype(np.uint8))
+    c: MasksStage = ctx.config
+    if c.estimators == "oracle":
+        atomic_save_npz(ctx.out_dir / "masks.npz", instances=_ground_truth(ctx).masks.astype(np.uint8))
+        return
+    frames = load_frames(ctx.upstream_dir("ingest"))
+    shot_ids = np.load(ctx.upstream_dir("shots") / "shots.npz")["shot_ids"]
+
+    def progress(done, total):
+        ctx.progress(done / total, f"frame {done}/{total}")
+        ctx.check_cancelled()
+
+    tracks = estimate_people(frames, shot_ids, c.people, progress=progress)
+    atomic_save_npz(ctx.out_dir / "masks.npz", instances=tracks.masks)
+    atomic_save_npz(ctx.out_dir / "people.npz", **tracks.to_arrays())
+
+
+def run_cameras(ctx: StageContext):
+    c: CamerasStage = ctx.config
+    if c.estimators == "oracle":
+        cams = oracle_cameras_and_points(_ground_truth(ctx), c.oracle)
+        cams["registered"] = np.ones(len(cams["Ks"]), bool)
+        report = {"estimator": "oracle"}
+    else:
+        frames = load_frames(ctx.upstream_dir("ingest"))
+        masks = np.load(ctx.upstream_dir("masks") / "masks.npz")["instances"]
+        shot_ids = np.load(ctx.upstream_dir("shots") / "shots.npz")["shot_ids"]
+        ctx.progress(0.0, "structure from motion (pycolmap)")
+        # The SfM workspace lives beside the stage's checkpoints: kept after a crash for inspection,
+        # removed by the pipeline once the stage has finished.
+        cams = estimate_cameras(frames, masks > 0, shot_ids, c.sfm, workdir=ctx.checkpoint_path.parent / "sfm")
+        report = cams["report"]
+    atomic_save_npz(ctx.out_dir / "cameras.npz", Ks=cams["Ks"], viewmats=cams["viewmats"],
+                    registered=cams["registered"])
+    atomic_save_npz(ctx.out_dir / "points.npz", points=cams["points"], colors=cams["colors"],
+                    vis_frame=cams["vis_frame"], vis_point=cams["vis_point"])
+    atomic_write_json(ctx.out_dir / "report.json", report)
+
+
+def _scene_radius(cams, points) -> float:
+    reg = cams["registered"]
+    vm = cams["viewmats"][reg]
+    centers = -np.einsum("fji,fj->fi", vm[:, :3, :3], vm[:, :3, 3])
+    return scene_radius(centers, points)
 
 
 def run_depth(ctx: StageContext):
     c: DepthConfig = ctx.config
+    if c.mode == "none":
+        atomic_write_json(ctx.out_dir / "alignment.json", {"mode": "none"})
+        return
     cams = np.load(ctx.upstream_dir("cameras") / "cameras.npz")
     pts = np.load(ctx.upstream_dir("cameras") / "points.npz")
     masks = np.load(ctx.upstream_dir("masks") / "masks.npz")["instances"]
     F, H, W = masks.shape
-    if c.mode == "none":
-        atomic_write_json(ctx.out_dir / "alignment.json", {"mode": "none"})
-        return
-    clip = _require_ground_truth(ctx)
-    mono = [oracle_mono_depth(clip, f, c.estimators.oracle) for f in range(F)]
+    if c.estimators == "oracle":
+        clip = _ground_truth(ctx)
+        mono = [oracle_mono_depth(clip, f, c.oracle) for f in range(F)]
+    else:
+        from .estimate.depth_models import load_depth_model
+
+        model = load_depth_model(c.model, c.checkpoint, device="cuda" if torch.cuda.is_available() else "cpu")
+        frames = load_frames(ctx.upstream_dir("ingest"))
+        mono = []
+        for f in range(F):
+            mono.append(model.predict(frames[f], K=cams["Ks"][f] if np.isfinite(cams["Ks"][f]).all() else None))
+            ctx.progress((f + 1) / F, f"depth {f + 1}/{F}")
+            ctx.check_cancelled()
     obs = []
     for f in range(F):
+        if not cams["registered"][f]:
+            obs.append((np.zeros((0, 2)), np.zeros(0)))
+            continue
         ids = pts["vis_point"][pts["vis_frame"] == f]
         obs.append(visible_points(pts["points"], cams["viewmats"][f], cams["Ks"][f], W, H, masks[f] > 0, ids))
-    centers = -np.einsum("fji,fj->fi", cams["viewmats"][:, :3, :3], cams["viewmats"][:, :3, 3])
-    radius = scene_radius(centers, pts["points"])
+    radius = _scene_radius(cams, pts["points"])
     res = align_depths(mono, obs, radius, c.align)
     aligned = np.stack([res.apply(m, f) if res.valid[f] else np.full((H, W), np.nan) for f, m in enumerate(mono)])
     atomic_save_npz(ctx.out_dir / "depth.npz", aligned=aligned.astype(np.float32))
@@ -139,15 +243,37 @@ def run_depth(ctx: StageContext):
         ctx.progress(1.0, f"{len(res.rejected)} frame(s) could not be aligned and get no depth guidance")
 
 
+def run_smpl_init(ctx: StageContext):
+    """SMPL per tracked person per frame, fitted to the people's keypoints (camera frame)."""
+    c: SmplFitConfig = ctx.config
+    tracks = PeopleTracks.from_arrays(np.load(ctx.upstream_dir("masks") / "people.npz"))
+    cams = np.load(ctx.upstream_dir("cameras") / "cameras.npz")
+    shot_ids = np.load(ctx.upstream_dir("shots") / "shots.npz")["shot_ids"]
+    if tracks.n_tracks == 0:
+        atomic_write_json(ctx.out_dir / "report.json", {"tracks": 0, "note": "nobody was found in the clip"})
+        return
+    Ks = cams["Ks"].copy()
+    H, W = tracks.masks.shape[1:]
+    # Frames whose shot has no camera yet: the SMPL fit only needs a plausible focal length (colmap's guess).
+    guess = np.array([[1.2 * max(H, W), 0, W / 2], [0, 1.2 * max(H, W), H / 2], [0, 0, 1]])
+    Ks[~np.isfinite(Ks).all(axis=(1, 2))] = guess
+    out = fit_smpl(tracks.keypoints2d, Ks, world_landmarks=tracks.world_landmarks, present=tracks.present,
+                   shot_ids=shot_ids, cfg=c)
+    atomic_save_npz(ctx.out_dir / "smpl_init.npz", **{k: np.asarray(v) for k, v in out.items() if k != "seconds"})
+    atomic_write_json(ctx.out_dir / "report.json", {
+        "tracks": int(tracks.n_tracks), "seconds": float(out["seconds"]),
+        "mean_residual_px": float(np.nanmean(np.where(out["valid"], out["residual"], np.nan))),
+    })
+
+
 def run_level(ctx: StageContext):
     cams = np.load(ctx.upstream_dir("cameras") / "cameras.npz")
     pts = np.load(ctx.upstream_dir("cameras") / "points.npz")
-    centers = -np.einsum("fji,fj->fi", cams["viewmats"][:, :3, :3], cams["viewmats"][:, :3, 3])
-    radius = scene_radius(centers, pts["points"])
-    floor = find_floor(pts["points"], cams["viewmats"], radius, LevelConfig())
+    radius = _scene_radius(cams, pts["points"])
+    floor = find_floor(pts["points"], cams["viewmats"][cams["registered"]], radius, LevelConfig())
     points, viewmats = apply_level(floor.T_level, pts["points"], cams["viewmats"])
     atomic_save_npz(ctx.out_dir / "scene.npz", Ks=cams["Ks"], viewmats=viewmats, points=points,
-                    colors=pts["colors"], T_level=floor.T_level)
+                    colors=pts["colors"], T_level=floor.T_level, registered=cams["registered"])
     atomic_write_json(ctx.out_dir / "level.json", {
         "T_level": floor.T_level.tolist(), "floor_normal": floor.normal.tolist(), "floor_offset": floor.offset,
         "floor_inliers": floor.n_inliers, "scene_radius": radius,
@@ -160,9 +286,9 @@ def train_views(ctx_dirs: dict[str, Path], frames: np.ndarray, holdout_every: in
     masks = np.load(ctx_dirs["masks"] / "masks.npz")["instances"]
     depth_file = ctx_dirs["depth"] / "depth.npz"
     depths = np.load(depth_file)["aligned"] if depth_file.exists() else None
-    F = len(frames)
-    held = [f for f in range(F) if holdout_every and f % holdout_every == holdout_every // 2]
-    train = [f for f in range(F) if f not in held]
+    usable = [f for f in range(len(frames)) if scene["registered"][f]]  # frames SfM gave a camera
+    held = [f for f in usable if holdout_every and f % holdout_every == holdout_every // 2]
+    train = [f for f in usable if f not in held]
 
     def t(x, idx):
         return torch.as_tensor(np.asarray(x)[idx], dtype=torch.float32, device=device)
@@ -193,8 +319,8 @@ def run_stage(ctx: StageContext):
     p = from_gaussian_set(gs)
     atomic_write_json(ctx.out_dir / "train.json", {"held_out": held, "history": trainer.history,
                                                    "n_gaussians": len(gs)})
-    # A preview of the first held-out (or first) frame next to its input.
-    f = held[0] if held else 0
+    # A preview of the first held-out (or first trained) frame next to its input.
+    f = held[0] if held else int(np.flatnonzero(scene["registered"])[0])
     with torch.no_grad():
         rgb, _, _, _ = render(p, torch.as_tensor(scene["viewmats"][f:f + 1], dtype=torch.float32),
                               torch.as_tensor(scene["Ks"][f:f + 1], dtype=torch.float32),
@@ -203,54 +329,28 @@ def run_stage(ctx: StageContext):
     Image.fromarray(preview).save(ctx.out_dir / "preview.png")
 
 
-def build_pipeline(ingest=IngestConfig(), estimators=EstimatorConfig(), stage=StageConfig(),
-                   depth: DepthConfig | None = None) -> Pipeline:
+def build_pipeline(cfg: ReconstructionConfig = ReconstructionConfig()) -> Pipeline:
     """The reconstruction graph with the given settings."""
-    if estimators.estimators not in ESTIMATORS:
-        raise ValueError(f"unknown estimators {estimators.estimators!r}; available: {', '.join(ESTIMATORS)}")
-    depth = depth or DepthConfig(estimators=estimators)
-    if depth.mode not in ("estimate", "none"):
-        raise ValueError(f"unknown depth mode {depth.mode!r}; expected 'estimate' or 'none'")
+    est = cfg.estimators
+    if est not in ESTIMATORS:
+        raise ValueError(f"unknown estimators {est!r}; available: {', '.join(ESTIMATORS)}")
+    if cfg.depth.mode not in ("estimate", "none"):
+        raise ValueError(f"unknown depth mode {cfg.depth.mode!r}; expected 'estimate' or 'none'")
+    depth = dataclasses.replace(cfg.depth, estimators=est)
+    stage = cfg.stage
     if depth.mode == "none":
         stage = dataclasses.replace(stage, train=dataclasses.replace(stage.train, depth_guidance=False))
-    return Pipeline([
-        Stage("ingest", run_ingest, ingest, inputs=("clip",)),
-        Stage("cameras", run_cameras, estimators, upstream=("ingest",), inputs=("ground_truth",)),
-        Stage("masks", run_masks, estimators, upstream=("ingest",), inputs=("ground_truth",)),
-        Stage("depth", run_depth, depth, upstream=("cameras", "masks"), inputs=("ground_truth",)),
+    gt = ("ground_truth",) if est == "oracle" else ()
+    stages = [
+        Stage("ingest", run_ingest, cfg.ingest, inputs=("clip",)),
+        Stage("shots", run_shots, ShotsStage(est, cfg.shots), upstream=("ingest",), inputs=gt),
+        Stage("masks", run_masks, MasksStage(est, cfg.people), upstream=("ingest", "shots"), inputs=gt),
+        Stage("cameras", run_cameras, CamerasStage(est, cfg.sfm, cfg.oracle),
+              upstream=("ingest", "shots", "masks"), inputs=gt),
+        Stage("depth", run_depth, depth, upstream=("ingest", "cameras", "masks"), inputs=gt),
         Stage("level", run_level, None, upstream=("cameras",)),
         Stage("stage", run_stage, stage, upstream=("ingest", "level", "masks", "depth")),
-    ])
-
-
-def evaluate_project(project_dir) -> dict:
-    """Score a finished project against its synthetic ground truth: held-out stage views (PSNR/SSIM on
-    background pixels, rendered depth error in ground-truth units) and the depth alignment's coverage."""
-    from .project import Project
-    from .stage.evaluate import evaluate_views
-    from .splat import load_ply
-    from .synth import load_clip
-
-    project = Project.open(project_dir)
-    clip = load_clip(project.input_path("ground_truth"))
-    stage_dir = project.stage_dir("stage")
-    gs = load_ply(stage_dir / "stage.ply")
-    params, sh_degree = from_gaussian_set(gs), gs.sh_degree
-    held = json.loads((stage_dir / "train.json").read_text())["held_out"]
-    scene = np.load(project.stage_dir("level") / "scene.npz")
-    gt_from_est = np.load(project.stage_dir("cameras") / "oracle_eval.npz")["gt_from_est"]
-    gt_scale = float(np.cbrt(np.linalg.det(gt_from_est[:3, :3])))  # levelling is rigid: scale unchanged
-    frames = load_frames(project.stage_dir("ingest"))
-    masks = np.load(project.stage_dir("masks") / "masks.npz")["instances"]
-    scores = evaluate_views(params, frames, masks, scene["Ks"], scene["viewmats"], clip.depth, held, sh_degree,
-                            gt_scale).as_dict()
-    scores["per_shot"] = {
-        int(shot): evaluate_views(params, frames, masks, scene["Ks"], scene["viewmats"], clip.depth,
-                                  [f for f in held if clip.shot_ids[f] == shot], sh_degree, gt_scale).as_dict()
-        for shot in np.unique(clip.shot_ids[held])
-    }
-    align = json.loads((project.stage_dir("depth") / "alignment.json").read_text())
-    if align["mode"] != "none":
-        scores["depth_frames_aligned"] = f"{sum(align['valid'])}/{len(align['valid'])}"
-    scores["n_gaussians"] = int(gs.means.shape[0])
-    return scores
+    ]
+    if est == "real":
+        stages.append(Stage("smpl_init", run_smpl_init, cfg.smpl, upstream=("masks", "cameras", "shots")))
+    return Pipeline(stages)
