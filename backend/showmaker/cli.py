@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -176,12 +177,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .pipeline import StageFailed
+
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except (StageFailed, ValueError, OSError, RuntimeError) as exc:
+        if os.environ.get("SHOWMAKER_DEBUG"):
+            raise
+        print(f"showmaker: error: {exc}", file=sys.stderr)
+        print("  (finished stages are kept; fix the cause and rerun the same command to resume. "
+              "SHOWMAKER_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
