@@ -8,6 +8,7 @@ from scipy import ndimage
 
 from showmaker.geometry import backproject_depth, project_points
 from showmaker.synth import SpecError, default_spec, generate_clip, load_clip, load_spec, parse_spec
+from showmaker.synth.background import background_cameras
 from showmaker.synth.cli import synth_main
 from showmaker.synth.generate import cache_root, clip_key, prepare, procedural_body
 from showmaker.synth.video import count_video_frames
@@ -19,6 +20,7 @@ def test_default_spec_round_trips():
     spec = default_spec()
     assert parse_spec(json.loads(json.dumps(spec.to_dict()))) == spec
     assert (spec.width, spec.height, spec.fps, len(spec.shots), len(spec.actors)) == (320, 240, 24, 3, 2)
+    assert spec.background.count == 12 and spec.background.resolution is None
     assert {s.type for a in spec.actors for s in a.motion} >= {"walk", "turn", "sit_down", "gesture"}
 
 
@@ -58,6 +60,12 @@ _DELETE = object()
     ("stage.couch.center", [2.5, 1.95], "spec.stage.couch.center: the couch at (2.5, 1.95) sticks out of the room"),
     ("cameras.0.target", [0.2, -4.3, 0.0], "spec.cameras[0].target: the camera looks straight up or down"),
     ("render.samples", 0, "spec.render.samples: 0 is out of range"),
+    ("background.count", -1, "spec.background.count: -1 is out of range"),
+    ("background.count", _DELETE, "spec.background.count: missing"),
+    ("background.fov", 50, "spec.background: unknown field 'fov'"),
+    ("background.fov_deg", 150, "spec.background.fov_deg: 150 is out of range"),
+    ("background.resolution", [8, 480], "spec.background.resolution: 8x480 must be sizes in [16, 4096]"),
+    ("background", [12], "spec.background: expected an object"),
 ])
 def test_spec_errors_name_the_field(path, value, message):
     d = default_spec().to_dict()
@@ -65,6 +73,43 @@ def test_spec_errors_name_the_field(path, value, message):
     with pytest.raises(SpecError) as e:
         parse_spec(d)
     assert message in str(e.value)
+
+
+def test_background_spec_is_optional_and_round_trips():
+    d = default_spec().to_dict()
+    del d["background"]
+    spec = parse_spec(d)
+    assert spec.background.count == 0 and "background" not in spec.to_dict()  # as in specs made before it
+    d["background"] = {"count": 3, "resolution": [641, 481], "fov_deg": 70}  # any size: no video
+    spec = parse_spec(d)
+    assert parse_spec(spec.to_dict()) == spec and spec.background.resolution == (641, 481)
+    assert spec.with_size(160, 120).background.resolution == (641, 481)
+
+
+def test_background_cameras_look_into_the_room_between_the_clip_cameras():
+    """Standing height, inside the room or on the apron, looking at the set, and spread over the clip cameras'
+    directions: every clip camera has a background view within 25 degrees of its viewing direction."""
+    spec = default_spec()
+    K, viewmats = background_cameras(spec)
+    B = spec.background.count
+    assert K.shape == (B, 3, 3) and viewmats.shape == (B, 4, 4)
+    np.testing.assert_allclose(K[:, 0, 0], 0.5 * spec.width / np.tan(np.radians(spec.background.fov_deg / 2)))
+    centers = -np.einsum("bji,bj->bi", viewmats[:, :3, :3], viewmats[:, :3, 3])
+    st = spec.stage
+    assert np.all(np.abs(centers[:, 0]) < st.width / 2) and np.all(centers[:, 1] < st.depth / 2)
+    assert np.all(np.abs(centers[:, 2] - 1.6) <= 0.15 + 1e-9)
+    forward = viewmats[:, 2, :3]
+    assert np.all(forward[:, 1] > 0.3) and np.all(forward[:, 2] < 0)  # into the room, slightly down
+    prep_views = [(c.eye, c.target) for c in spec.cameras] + [(c.eye_end, c.target_end) for c in spec.cameras]
+    for eye, target in prep_views:
+        d = np.subtract(target, eye)
+        d /= np.linalg.norm(d)
+        assert np.degrees(np.arccos(np.clip(forward @ d, -1, 1))).min() < 25.0
+    np.testing.assert_array_equal(background_cameras(spec)[1], viewmats)  # deterministic
+    d = spec.to_dict()
+    d["background"]["count"] = 0
+    K0, v0 = background_cameras(parse_spec(d))
+    assert K0.shape == (0, 3, 3) and v0.shape == (0, 4, 4)
 
 
 def test_load_spec_reports_bad_json(tmp_path):
@@ -144,6 +189,59 @@ def test_reader_round_trips(tiny, model):
     assert np.isfinite(clip.depth).mean() > 0.5 and np.isinf(clip.depth).any()  # the studio behind the set
     normal, offset = clip.floor
     assert normal.tolist() == [0, 0, 1] and offset == 0.0
+    # Background images: the set without actors, with their cameras.
+    assert len(clip.background_images) == 2 and clip.background_images[1].shape == (H, W, 3)
+    assert [p.name for p in clip.background_paths] == ["000000.png", "000001.png"]
+    assert all(p.is_file() and p.parent == clip.background_dir for p in clip.background_paths)
+    assert clip.background_K.shape == (2, 3, 3) and clip.background_viewmats.shape == (2, 4, 4)
+    np.testing.assert_allclose(clip.background_K, prep.background_K)
+    np.testing.assert_allclose(clip.background_viewmats, prep.background_viewmats)
+    assert clip.meta["background"] == {"count": 2, "width": W, "height": H}
+
+
+@pytest.mark.blender
+def test_a_clip_without_background_images_reads_as_none(tiny, tmp_path):
+    """Clips made without background images (or before they existed) have neither file: empty, not an error."""
+    import shutil
+
+    _, path, _ = tiny
+    bare = tmp_path / "bare"
+    shutil.copytree(path, bare, ignore=shutil.ignore_patterns("background*"))
+    clip = load_clip(bare)
+    assert len(clip.background_images) == 0 and clip.background_paths == []
+    assert clip.background_K.shape == (0, 3, 3) and clip.background_viewmats.shape == (0, 4, 4)
+
+
+@pytest.mark.blender
+def test_background_views_agree_with_the_clip_ground_truth(tiny):
+    """Stage pixels of every clip frame, lifted with their depth and projected with a background image's true
+    camera, land on pixels of the same colour (the background images have no depth, so pixels hidden from
+    the background view count too: the median is what is checked). A camera turned by 2 degrees does worse."""
+    _, _, clip = tiny
+
+    def colour_error(b, viewmat):
+        img = clip.background_images[b].astype(float)
+        h, w = img.shape[:2]
+        diffs = []
+        for f in range(clip.frame_count):
+            ok = (clip.masks[f] == 0) & np.isfinite(clip.depth[f])
+            pts = backproject_depth(np.where(ok, clip.depth[f], 0.0).astype(np.float64), clip.K[f],
+                                    clip.viewmats[f])[ok]
+            uv, z = project_points(pts, viewmat, clip.background_K[b])
+            c, r = np.floor(uv[:, 0]).astype(int), np.floor(uv[:, 1]).astype(int)
+            inside = (z > 0) & (c >= 0) & (c < w) & (r >= 0) & (r < h)
+            diffs.append(np.abs(img[r[inside], c[inside]] - clip.frames[f][ok][inside].astype(float)).mean(-1))
+        d = np.concatenate(diffs)
+        assert len(d) > 5000
+        return np.median(d)
+
+    turn = np.eye(4)
+    a = np.radians(2.0)
+    turn[:3, :3] = [[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]
+    for b in range(len(clip.background_images)):
+        true = colour_error(b, clip.background_viewmats[b])
+        assert true < 10.0, b
+        assert colour_error(b, turn @ clip.background_viewmats[b]) > true + 1.5, b
 
 
 @pytest.mark.blender

@@ -34,14 +34,19 @@ def _progress_printer():
     return progress, bars
 
 
-def _run(project_dir: Path, clip: Path, ground_truth: Path | None, cfg, force: list[str]):
-    """Create (or reopen) the project and run the reconstruction graph with tqdm bars per stage."""
+def _run(project_dir: Path, clip: Path, ground_truth: Path | None, cfg, force: list[str],
+         background: Path | None = None):
+    """Create (or reopen) the project and run the reconstruction graph with tqdm bars per stage.
+    ``background``: a folder of extra images of the set (project input ``background``)."""
     from .project import Project
-    from .reconstruct import build_pipeline, check_inputs
+    from .reconstruct import background_image_paths, build_pipeline, check_inputs
 
     inputs = {"clip": clip}
     if ground_truth is not None:
         inputs["ground_truth"] = ground_truth
+    if background is not None:
+        background_image_paths(background)  # a folder holding images, or a clear error before anything runs
+        inputs["background"] = background
     if (project_dir / "manifest.json").exists():
         project = Project.open(project_dir)
         for name, path in inputs.items():
@@ -55,7 +60,7 @@ def _run(project_dir: Path, clip: Path, ground_truth: Path | None, cfg, force: l
     check_inputs(project.inputs, cfg.estimators)
     progress, bars = _progress_printer()
     try:
-        build_pipeline(cfg).run(project, force=force, progress=progress)
+        build_pipeline(cfg, inputs=project.inputs).run(project, force=force, progress=progress)
     finally:
         for bar in bars.values():
             bar.close()
@@ -78,7 +83,7 @@ def _print_scores(scores: dict) -> None:
 def cmd_demo(args) -> int:
     from .evaluate import evaluate_project
     from .reconstruct import ReconstructionConfig
-    from .synth import default_spec, generate_clip
+    from .synth import default_spec, generate_clip, load_clip
 
     t0 = time.time()
     print("ShowMaker demo: the embedded synthetic clip (3 shots, 2 actors, ground truth), end to end.")
@@ -89,8 +94,13 @@ def cmd_demo(args) -> int:
     if depth_mode == "none":
         print("      no depth checkpoint given (--depth-checkpoint): the stage trains without depth guidance")
     cfg = ReconstructionConfig.preset(args.preset, args.estimators, depth_mode, args.depth_model, args.depth_checkpoint)
+    clip = load_clip(clip_dir)
+    background = clip.background_dir if clip.background_paths else None
+    if background is not None:
+        print(f"      {len(clip.background_paths)} background images of the set (other episodes, TV-show setting): "
+              f"{background}")
     t1 = time.time()
-    _run(out, clip_dir / "clip.mp4", clip_dir, cfg, args.force)
+    _run(out, clip_dir / "clip.mp4", clip_dir, cfg, args.force, background)
     print(f"[2/3] reconstruction ({args.estimators} estimators, {args.preset}) finished in {time.time() - t1:.1f} s: {out}")
     print("[3/3] accuracy against the ground truth:")
     _print_scores(evaluate_project(out))
@@ -109,7 +119,8 @@ def cmd_reconstruct(args) -> int:
     from .reconstruct import ReconstructionConfig
 
     cfg = ReconstructionConfig.preset(args.preset, args.estimators, args.depth, args.depth_model, args.depth_checkpoint)
-    _run(Path(args.out), Path(args.clip), Path(args.ground_truth) if args.ground_truth else None, cfg, args.force)
+    _run(Path(args.out), Path(args.clip), Path(args.ground_truth) if args.ground_truth else None, cfg, args.force,
+         Path(args.background) if args.background else None)
     print(f"project: {args.out}")
     return 0
 
@@ -156,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("clip", help="video file or folder of images")
     r.add_argument("-o", "--out", required=True, help="project directory (created, or resumed if it exists)")
     r.add_argument("--ground-truth", help="synthetic clip folder (needed by --estimators oracle)")
+    r.add_argument("--background", metavar="DIR",
+                   help="folder of extra images of the same set (e.g. other episodes): structure from motion "
+                        "matches them with the frames to connect shots that share little (real estimators)")
     r.add_argument("--estimators", choices=("real", "oracle"), default="real",
                    help="oracle reads --ground-truth (synthetic clips only)")
     r.add_argument("--depth", choices=("estimate", "none"), default="estimate",

@@ -7,11 +7,19 @@ Each stage writes plain files (npz, json, ply, png) into its folder of the proje
 lists them. Estimators are chosen by name: ``real`` runs the estimators that work on user footage
 (scenedetect, mediapipe, pycolmap, a user-supplied depth checkpoint, SMPL fitting); ``oracle`` reads the
 synthetic clip's ground truth (project input ``ground_truth``) and is refused on a clip without one.
+
+Project inputs: ``clip`` (a video or a folder of frames), optionally ``ground_truth`` (a synthetic clip folder)
+and ``background`` (a folder of extra images of the same set, e.g. from other episodes: the TV-show setting;
+the real camera estimator matches them with the frames so that shots seeing too little in common are connected
+through them). ``build_pipeline(cfg, inputs=project.inputs)`` reads the background images when the project has
+them.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +42,8 @@ from .stage.level import LevelConfig, apply_level, find_floor
 from .stage.train import StageTrainConfig, StageTrainer, StageViews, from_gaussian_set, render, to_gaussian_set
 
 ESTIMATORS = ("real", "oracle")
+#: Image files read from a ``background`` folder (case-insensitive suffixes).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
 @dataclass
@@ -128,6 +138,26 @@ def check_inputs(input_names, estimators: str) -> None:
         )
 
 
+def background_image_paths(folder: str | Path) -> list[Path]:
+    """The image files directly inside ``folder`` (:data:`IMAGE_SUFFIXES`), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"background images: {folder} is not a folder")
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ValueError(f"background images: {folder} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+    return paths
+
+
+def load_background_images(folder: str | Path) -> list[np.ndarray]:
+    """The background images of ``folder``, sorted by file name, as RGB uint8 arrays [h, w, 3] (any sizes)."""
+    out = []
+    for p in background_image_paths(folder):
+        with Image.open(p) as im:
+            out.append(np.asarray(im.convert("RGB")))
+    return out
+
+
 def _ground_truth(ctx: StageContext):
     from .synth import load_clip
 
@@ -172,7 +202,9 @@ def run_masks(ctx: StageContext):
     atomic_save_npz(ctx.out_dir / "people.npz", **tracks.to_arrays())
 
 
-def run_cameras(ctx: StageContext):
+def run_cameras(ctx: StageContext, background: bool = False):
+    """Cameras and sparse points; ``background``: give SfM the images of project input ``background`` too
+    (``build_pipeline`` sets it, and lists the input, when the project has one)."""
     c: CamerasStage = ctx.config
     if c.estimators == "oracle":
         cams = oracle_cameras_and_points(_ground_truth(ctx), c.oracle)
@@ -182,10 +214,13 @@ def run_cameras(ctx: StageContext):
         frames = load_frames(ctx.upstream_dir("ingest"))
         masks = np.load(ctx.upstream_dir("masks") / "masks.npz")["instances"]
         shot_ids = np.load(ctx.upstream_dir("shots") / "shots.npz")["shot_ids"]
-        ctx.progress(0.0, "structure from motion (pycolmap)")
+        bg_images = load_background_images(ctx.input_path("background")) if background else None
+        ctx.progress(0.0, "structure from motion (pycolmap)"
+                     + (f", {len(bg_images)} background images" if bg_images else ""))
         # The SfM workspace lives beside the stage's checkpoints: kept after a crash for inspection,
         # removed by the pipeline once the stage has finished.
-        cams = estimate_cameras(frames, masks > 0, shot_ids, c.sfm, workdir=ctx.checkpoint_path.parent / "sfm")
+        cams = estimate_cameras(frames, masks > 0, shot_ids, c.sfm, background_images=bg_images,
+                                workdir=ctx.checkpoint_path.parent / "sfm")
         report = cams["report"]
     atomic_save_npz(ctx.out_dir / "cameras.npz", Ks=cams["Ks"], viewmats=cams["viewmats"],
                     registered=cams["registered"])
@@ -329,8 +364,11 @@ def run_stage(ctx: StageContext):
     Image.fromarray(preview).save(ctx.out_dir / "preview.png")
 
 
-def build_pipeline(cfg: ReconstructionConfig = ReconstructionConfig()) -> Pipeline:
-    """The reconstruction graph with the given settings."""
+def build_pipeline(cfg: ReconstructionConfig = ReconstructionConfig(), inputs: Iterable[str] = ()) -> Pipeline:
+    """The reconstruction graph with the given settings, for a project with the given ``inputs`` (names, e.g.
+    ``project.inputs``). Optional inputs shape the graph: with ``background`` and the real estimators, the
+    ``cameras`` stage reads the background images (and lists the input, so its fingerprint enters the stage's
+    cache key); the oracle cameras do not use them. Without ``inputs`` the graph uses no optional input."""
     est = cfg.estimators
     if est not in ESTIMATORS:
         raise ValueError(f"unknown estimators {est!r}; available: {', '.join(ESTIMATORS)}")
@@ -341,12 +379,13 @@ def build_pipeline(cfg: ReconstructionConfig = ReconstructionConfig()) -> Pipeli
     if depth.mode == "none":
         stage = dataclasses.replace(stage, train=dataclasses.replace(stage.train, depth_guidance=False))
     gt = ("ground_truth",) if est == "oracle" else ()
+    background = est == "real" and "background" in set(inputs)
     stages = [
         Stage("ingest", run_ingest, cfg.ingest, inputs=("clip",)),
         Stage("shots", run_shots, ShotsStage(est, cfg.shots), upstream=("ingest",), inputs=gt),
         Stage("masks", run_masks, MasksStage(est, cfg.people), upstream=("ingest", "shots"), inputs=gt),
-        Stage("cameras", run_cameras, CamerasStage(est, cfg.sfm, cfg.oracle),
-              upstream=("ingest", "shots", "masks"), inputs=gt),
+        Stage("cameras", functools.partial(run_cameras, background=background), CamerasStage(est, cfg.sfm, cfg.oracle),
+              upstream=("ingest", "shots", "masks"), inputs=gt + (("background",) if background else ())),
         Stage("depth", run_depth, depth, upstream=("ingest", "cameras", "masks"), inputs=gt),
         Stage("level", run_level, None, upstream=("cameras",)),
         Stage("stage", run_stage, stage, upstream=("ingest", "level", "masks", "depth")),

@@ -102,6 +102,7 @@ class BlenderClipRenderer:
             self._stage(parts)
             self.actor_objects = [self._actor(i, t, faces, slots) for i, t in enumerate(tracks)]
             self.camera_objects = [self._camera(c.name) for c in spec.cameras]
+            self._background_camera = None  # made on first use (background images)
             self._compositor()
 
     def close(self) -> None:
@@ -233,14 +234,19 @@ class BlenderClipRenderer:
         self.scene.render.filepath = str(self.workdir / "rgb.png")
 
     # -- rendering ----------------------------------------------------------------------------------------
-    def _pose_frame(self, f: int) -> None:
-        cams, spec = self.cameras, self.spec
-        ob = self.camera_objects[cams.camera_ids[f]]
-        lens = K_to_blender_lens(cams.K[f], spec.width, spec.height)
+    def _use_camera(self, ob: bpy.types.Object, K: np.ndarray, viewmat: np.ndarray, width: int, height: int) -> None:
+        """Render through camera object ``ob`` set to ``K`` / ``viewmat`` at ``width`` x ``height``."""
+        lens = K_to_blender_lens(K, width, height)
         ob.data.lens, ob.data.sensor_width = lens.lens_mm, lens.sensor_width_mm
         ob.data.shift_x, ob.data.shift_y = lens.shift_x, lens.shift_y
-        ob.matrix_world = mathutils.Matrix(viewmat_to_blender_matrix_world(cams.viewmats[f]).tolist())
+        ob.matrix_world = mathutils.Matrix(viewmat_to_blender_matrix_world(viewmat).tolist())
         self.scene.camera = ob
+        self.scene.render.resolution_x, self.scene.render.resolution_y = width, height
+
+    def _pose_frame(self, f: int) -> None:
+        cams, spec = self.cameras, self.spec
+        self._use_camera(self.camera_objects[cams.camera_ids[f]], cams.K[f], cams.viewmats[f], spec.width,
+                         spec.height)
         for ob, track in zip(self.actor_objects, self.tracks):
             ob.hide_render = not bool(track.present[f])
             ob.data.vertices.foreach_set("co", track.vertices[f].astype(np.float32).ravel())
@@ -263,6 +269,19 @@ class BlenderClipRenderer:
     def render(self, f: int) -> RenderedFrame:
         """Render frame ``f`` (0-based) and return its colour, depth and instance mask."""
         self._pose_frame(f)
+        return self._render_current()
+
+    def render_empty_set(self, K: np.ndarray, viewmat: np.ndarray, width: int, height: int) -> RenderedFrame:
+        """Render the set without the actors (a background image) from camera ``K`` / ``viewmat`` (OpenCV)
+        at ``width`` x ``height`` pixels."""
+        if self._background_camera is None:
+            self._background_camera = self._camera("background")
+        self._use_camera(self._background_camera, K, viewmat, width, height)
+        for ob in self.actor_objects:
+            ob.hide_render = True
+        return self._render_current()
+
+    def _render_current(self) -> RenderedFrame:
         with _quiet_stdout():
             bpy.ops.render.render(write_still=True)
         png = self.workdir / "rgb.png"

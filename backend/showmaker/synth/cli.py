@@ -47,6 +47,7 @@ def synth_main(argv: list[str] | None = None) -> int:
     path = generate_clip(spec, args.out, threads=args.threads, progress=True)
     clip = load_clip(path)
     t = clip.meta["timing_s"]
+    bg = f", {len(clip.background_paths)} background images" if clip.background_paths else ""
     print(f"{path}  ({clip.frame_count} frames {spec.width}x{spec.height}, {len(clip.actor_names)} actors, "
-          f"cuts at {clip.cuts}, {clip.meta['bytes'] / 1e6:.1f} MB, rendered in {t['total']:.0f} s)")
+          f"cuts at {clip.cuts}{bg}, {clip.meta['bytes'] / 1e6:.1f} MB, rendered in {t['total']:.0f} s)")
     return 0

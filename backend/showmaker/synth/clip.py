@@ -13,6 +13,8 @@ Layout of a clip directory (all arrays little-endian numpy; details in ``docs/sy
                      in_frame_fraction [A,F], occluded_fraction [A,F]
     body.npz         faces [T,3], part_labels [V] of the body model the actors were posed with
     stage.ply        the stage mesh, world frame, metres (triangles, sRGB vertex colours)
+    background/%06d.png          B background images of the set (no actors), 8-bit sRGB (only when B > 0)
+    background_cameras.npz       K [B,3,3], viewmats [B,4,4] of the background images (only when B > 0)
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ from PIL import Image
 
 from .spec import SceneSpec, parse_spec
 
-__all__ = ["CLIP_FORMAT", "CLIP_VERSION", "FrameSequence", "SynthClip", "is_complete_clip", "load_clip"]
+__all__ = ["BACKGROUND_CAMERAS", "BACKGROUND_DIR", "CLIP_FORMAT", "CLIP_VERSION", "FrameSequence", "SynthClip",
+           "is_complete_clip", "load_clip"]
 
 CLIP_FORMAT = "showmaker-synth-clip"
 CLIP_VERSION = 1
@@ -35,6 +38,8 @@ META = "meta.json"
 FRAMES_DIR = "frames"
 VIDEO = "clip.mp4"
 STAGE_MESH = "stage.ply"
+BACKGROUND_DIR = "background"
+BACKGROUND_CAMERAS = "background_cameras.npz"
 ARRAY_FILES = ("cameras.npz", "depth.npy", "masks.npz", "smpl.npz", "joints2d.npz", "body.npz")
 
 
@@ -74,7 +79,9 @@ class SynthClip:
     (0 stage, i + 1 actor i); smpl: pose [A, F, 24, 3], betas [A, 10], scale [A], transl [A, F, 3], present
     [A, F] bool, joints [A, F, 24, 3] (world); joints2d [A, F, 24, 2] pixels (centres at +0.5) with
     joint_in_frame / joint_visible [A, F, 24]; in_frame_fraction / occluded_fraction [A, F]; shot_ids [F];
-    camera_ids [F]; cuts: first frame of each shot after the first; body_faces [T, 3] and body_part_labels [V].
+    camera_ids [F]; cuts: first frame of each shot after the first; body_faces [T, 3] and body_part_labels [V];
+    background_images: lazy [h, w, 3] uint8 images of the set without actors (B of them, possibly 0), taken by
+    cameras background_K [B, 3, 3] / background_viewmats [B, 4, 4] (world-to-camera, OpenCV).
     """
 
     path: Path
@@ -96,6 +103,19 @@ class SynthClip:
     cuts: list[int]
     body_faces: np.ndarray
     body_part_labels: np.ndarray
+    background_images: FrameSequence
+    background_K: np.ndarray
+    background_viewmats: np.ndarray
+
+    @property
+    def background_dir(self) -> Path:
+        """The folder of the background images (``background/``; absent when the clip has none)."""
+        return self.path / BACKGROUND_DIR
+
+    @property
+    def background_paths(self) -> list[Path]:
+        """The PNG files of the background images, in order (empty when the clip has none)."""
+        return [self.background_images.path(i) for i in range(len(self.background_images))]
 
     @property
     def fps(self) -> float:
@@ -152,6 +172,11 @@ def load_clip(path: str | Path) -> SynthClip:
     with np.load(path / "cameras.npz") as cam, np.load(path / "masks.npz") as m, \
             np.load(path / "smpl.npz") as s, np.load(path / "joints2d.npz") as j, np.load(path / "body.npz") as b:
         cam, masks, smpl, j2d, body = dict(cam), m["masks"], dict(s), dict(j), dict(b)
+    if (path / BACKGROUND_CAMERAS).is_file():  # clips without background images have neither file
+        with np.load(path / BACKGROUND_CAMERAS) as bg:
+            bg_K, bg_viewmats = bg["K"], bg["viewmats"]
+    else:
+        bg_K, bg_viewmats = np.zeros((0, 3, 3)), np.zeros((0, 4, 4))
     return SynthClip(
         path=path,
         spec=parse_spec(meta["spec"]),
@@ -172,4 +197,7 @@ def load_clip(path: str | Path) -> SynthClip:
         cuts=[int(c) for c in cam["cuts"]],
         body_faces=body["faces"],
         body_part_labels=body["part_labels"],
+        background_images=FrameSequence(path / BACKGROUND_DIR, len(bg_K)),
+        background_K=bg_K,
+        background_viewmats=bg_viewmats,
     )

@@ -22,8 +22,9 @@ from tqdm import tqdm
 
 from ..atomic import atomic_save_npz, atomic_write_bytes, atomic_write_json, fsync_dir
 from ..geometry import project_points
-from .clip import (CLIP_FORMAT, CLIP_VERSION, FRAMES_DIR, STAGE_MESH, VIDEO, frame_name, is_complete_clip,
-                   read_meta)
+from .background import background_cameras, background_size
+from .clip import (BACKGROUND_CAMERAS, BACKGROUND_DIR, CLIP_FORMAT, CLIP_VERSION, FRAMES_DIR, STAGE_MESH, VIDEO,
+                   frame_name, is_complete_clip, read_meta)
 from .motion import ActorTrack, actor_track
 from .shots import CameraTrack, camera_track
 from .spec import SceneSpec, default_spec
@@ -34,7 +35,8 @@ from .video import write_mp4
 __all__ = ["GENERATOR_VERSION", "Prepared", "cache_root", "clip_key", "generate_clip", "prepare", "procedural_body"]
 
 #: Bump whenever the renderer or the ground truth changes, so cached clips regenerate.
-GENERATOR_VERSION = 1
+#: 2: background images of the set (``spec.background``).
+GENERATOR_VERSION = 2
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,8 @@ class Prepared:
         self.part_labels = np.asarray(self.model.part_labels)
         self.tracks: list[ActorTrack] = [actor_track(a, spec, self.model) for a in spec.actors]
         self.cameras: CameraTrack = camera_track(spec)
+        #: Background images' cameras: K [B, 3, 3], viewmats [B, 4, 4] (B = spec.background.count).
+        self.background_K, self.background_viewmats = background_cameras(spec)
         self.parts = build_stage(spec.stage, spec.seed)
 
     def renderer(self, threads: int | None = None):
@@ -150,13 +154,31 @@ def _render(prep: Prepared, frames_dir: Path, threads: int | None, progress: boo
                                      r.depth, r.mask)
                 out.joint_in_frame[a, f], out.joint_visible[a, f] = v.joint_in_frame, v.joint_visible
                 out.in_frame_fraction[a, f], out.occluded_fraction[a, f] = v.in_frame_fraction, v.occluded_fraction
+        t_bg = _render_background(prep, renderer, frames_dir.parent / BACKGROUND_DIR, progress)
     finally:
         renderer.close()
-    t_render, c_render = time.perf_counter() - t0 - t_build, time.process_time() - c0
+    t_render, c_render = time.perf_counter() - t0 - t_build - t_bg[0], time.process_time() - c0 - t_bg[1]
     out.timing = {"build": round(t_build, 2), "render": round(t_render, 2), "per_frame": round(t_render / F, 3),
                   "render_cpu": round(c_render, 2), "per_frame_cpu": round(c_render / F, 3),
                   "threads": renderer.threads}
+    if prep.spec.background.count:
+        out.timing["background"] = round(t_bg[0], 2)
+        out.timing["background_cpu"] = round(t_bg[1], 2)
     return out
+
+
+def _render_background(prep: Prepared, renderer, out_dir: Path, progress: bool) -> tuple[float, float]:
+    """Render the background images (the set without actors) into ``out_dir``; (wall, CPU) seconds."""
+    B = prep.spec.background.count
+    if B == 0:
+        return 0.0, 0.0
+    t0, c0 = time.perf_counter(), time.process_time()
+    out_dir.mkdir(parents=True)
+    W, H = background_size(prep.spec)
+    for i in tqdm(range(B), desc="synth: background", unit="image", disable=not progress):
+        r = renderer.render_empty_set(prep.background_K[i], prep.background_viewmats[i], W, H)
+        atomic_write_bytes(out_dir / frame_name(i), _png_bytes(r.rgb))
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def _write_clip(prep: Prepared, work: Path, key: str, threads: int | None, progress: bool) -> dict:
@@ -171,6 +193,8 @@ def _write_clip(prep: Prepared, work: Path, key: str, threads: int | None, progr
                                      for f in range(F)), spec.fps, spec.width, spec.height)
     atomic_save_npz(work / "cameras.npz", K=cams.K, viewmats=cams.viewmats, shot_ids=cams.shot_ids.astype(np.int32),
                     camera_ids=cams.camera_ids.astype(np.int32), cuts=np.asarray(cams.cuts, dtype=np.int32))
+    if spec.background.count:
+        atomic_save_npz(work / BACKGROUND_CAMERAS, K=prep.background_K, viewmats=prep.background_viewmats)
     atomic_write_bytes(work / "depth.npy", _npy_bytes(r.depth))
     atomic_write_bytes(work / "masks.npz", _npz_compressed_bytes(masks=r.masks))
 
@@ -200,6 +224,8 @@ def _write_clip(prep: Prepared, work: Path, key: str, threads: int | None, progr
         "actors": [a.name for a in spec.actors],
         "cameras": [c.name for c in spec.cameras],
         "cuts": cams.cuts,
+        "background": {"count": spec.background.count, "width": background_size(spec)[0],
+                       "height": background_size(spec)[1]},
         "video_codec": codec,
         "depth": {"kind": "planar_z", "units": "metres", "background": "inf"},
         "floor": {"normal": [0.0, 0.0, 1.0], "offset": 0.0},

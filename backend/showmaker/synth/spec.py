@@ -23,6 +23,7 @@ __all__ = [
     "CLOTHING_PARTS",
     "MOTIONS",
     "ActorSpec",
+    "BackgroundSpec",
     "CameraSpec",
     "CouchSpec",
     "MotionSegment",
@@ -156,8 +157,27 @@ class RenderSpec:
 
 
 @dataclass(frozen=True)
+class BackgroundSpec:
+    """Extra photographs of the empty set (the TV-show setting's "background images of the same set, from other
+    episodes"): ``count`` views rendered with the clip's scene but without the actors, from cameras placed
+    automatically (``showmaker.synth.background``) at ``eye_height`` metres (give or take ``height_jitter``)
+    around the region the clip's cameras look at, spread over their viewing directions widened by
+    ``margin_deg`` on each side and over their distances, so that neighbouring views overlap and together see
+    what every shot sees. ``fov_deg`` is the horizontal field of view, ``resolution`` [width, height] the image
+    size (``None``: the clip's)."""
+
+    count: int = 0
+    fov_deg: float = 60.0
+    eye_height: float = 1.6
+    height_jitter: float = 0.15
+    margin_deg: float = 15.0
+    resolution: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
 class SceneSpec:
-    """A whole synthetic clip: size, timing, render settings, stage, cameras, shots and actors."""
+    """A whole synthetic clip: size, timing, render settings, stage, cameras, shots and actors, and optional
+    background images of the set."""
 
     seed: int
     width: int
@@ -169,11 +189,16 @@ class SceneSpec:
     cameras: tuple[CameraSpec, ...]
     shots: tuple[ShotSpec, ...]
     actors: tuple[ActorSpec, ...]
+    background: BackgroundSpec = BackgroundSpec()
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as JSON-ready data in the file layout; ``parse_spec(spec.to_dict()) == spec``."""
         d = dataclasses.asdict(self)
         d["resolution"] = [d.pop("width"), d.pop("height")]
+        if self.background == BackgroundSpec():  # no background images: left out, as in older specs
+            del d["background"]
+        elif d["background"]["resolution"] is None:
+            del d["background"]["resolution"]
         for actor in d["actors"]:
             actor["motion"] = [{k: v for k, v in seg.items() if v is not None} for seg in actor["motion"]]
             if actor["on_stage"] is None:
@@ -368,6 +393,33 @@ def _camera(data: Any, where: str) -> CameraSpec:
     return CameraSpec(name, eye, target, fov, eye_end, target_end)
 
 
+def _resolution(res: Any, where: str, video: bool) -> tuple[int, int]:
+    """[width, height] in [16, 4096]; even sizes for a ``video`` (H.264 4:2:0)."""
+    if (not isinstance(res, list) or len(res) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) for v in res)):
+        raise SpecError(f"{where}: expected [width, height] in pixels, got {res!r}")
+    width, height = res
+    if video and (not (16 <= width <= 4096 and 16 <= height <= 4096) or width % 2 or height % 2):
+        raise SpecError(f"{where}: {width}x{height} must be even sizes in [16, 4096] (H.264 4:2:0)")
+    if not (16 <= width <= 4096 and 16 <= height <= 4096):
+        raise SpecError(f"{where}: {width}x{height} must be sizes in [16, 4096]")
+    return width, height
+
+
+def _background(data: Any, where: str) -> BackgroundSpec:
+    o = _Obj(data, where)
+    d = BackgroundSpec()
+    count = o.integer("count", lo=0, hi=1000)
+    fov = o.number("fov_deg", d.fov_deg, lo=20, hi=120)
+    eye_height = o.number("eye_height", d.eye_height, lo=0.3, hi=3.0)
+    jitter = o.number("height_jitter", d.height_jitter, lo=0, hi=1.0)
+    margin = o.number("margin_deg", d.margin_deg, lo=0, hi=90)
+    res = o.raw("resolution", None)
+    res = None if res is None else _resolution(res, f"{where}.resolution", video=False)
+    o.done()
+    return BackgroundSpec(count, fov, eye_height, jitter, margin, res)
+
+
 def _stage(data: Any, where: str) -> StageSpec:
     o = _Obj(data, where)
     width = o.number("width", lo=2, hi=20)
@@ -444,12 +496,7 @@ def parse_spec(data: Any) -> SceneSpec:
     """Validate JSON-like ``data`` (the file layout, see ``docs/synthetic_clip.md``) into a :class:`SceneSpec`."""
     o = _Obj(data, "spec")
     seed = o.integer("seed", 0)
-    res = _list(o.raw("resolution"), "spec.resolution", 2)
-    if len(res) != 2 or any(isinstance(v, bool) or not isinstance(v, int) for v in res):
-        raise SpecError(f"spec.resolution: expected [width, height] in pixels, got {res!r}")
-    width, height = res
-    if not (16 <= width <= 4096 and 16 <= height <= 4096) or width % 2 or height % 2:
-        raise SpecError(f"spec.resolution: {width}x{height} must be even sizes in [16, 4096] (H.264 4:2:0)")
+    width, height = _resolution(o.raw("resolution"), "spec.resolution", video=True)
     fps = o.number("fps", lo=1, hi=120)
     frame_count = o.integer("frame_count", lo=1, hi=100_000)
     r = _Obj(o.raw("render", {}), "spec.render")
@@ -489,9 +536,10 @@ def parse_spec(data: Any) -> SceneSpec:
         if a.name in [b.name for b in actors[:i]]:
             raise SpecError(f"spec.actors[{i}].name: duplicate actor name {a.name!r}")
         _check_script(a, stage, f"spec.actors[{i}]")
+    background = _background(o.raw("background", {"count": 0}), "spec.background")
     o.done()
     return SceneSpec(seed, width, height, fps, frame_count, RenderSpec(samples, denoise), stage, cameras,
-                     tuple(shots), actors)
+                     tuple(shots), actors, background)
 
 
 def load_spec(path: str | Path) -> SceneSpec:
