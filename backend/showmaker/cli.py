@@ -90,7 +90,8 @@ def cmd_demo(args) -> int:
     clip_dir = generate_clip(default_spec(), progress=True)
     print(f"[1/3] synthetic clip ready in {time.time() - t0:.1f} s: {clip_dir}")
     out = Path(args.out)
-    depth_mode = "estimate" if args.estimators == "oracle" or args.depth_checkpoint else "none"
+    has_depth_model = args.depth_checkpoint or os.environ.get("SHOWMAKER_DEPTH_CHECKPOINT")
+    depth_mode = "estimate" if args.estimators == "oracle" or has_depth_model else "none"
     if depth_mode == "none":
         print("      no depth checkpoint given (--depth-checkpoint): the stage trains without depth guidance")
     cfg = ReconstructionConfig.preset(args.preset, args.estimators, depth_mode, args.depth_model, args.depth_checkpoint)
@@ -106,6 +107,10 @@ def cmd_demo(args) -> int:
     _print_scores(evaluate_project(out))
     print(f"Stage Gaussians: {out / 'stages' / 'stage' / 'stage.ply'} (standard 3DGS PLY)")
     print(f"Preview (input | render): {out / 'stages' / 'stage' / 'preview.png'}")
+    from .qc import write_contact_sheets
+
+    sheets = write_contact_sheets(out)
+    print(f"Contact sheets to check every estimate ({len(sheets)} PNG): {sheets[0].parent}")
     return 0
 
 
@@ -151,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="run the whole chain on the embedded synthetic clip")
     d.add_argument("--out", default="showmaker-demo", help="project directory (default: ./showmaker-demo)")
-    d.add_argument("--preset", choices=presets, default="preview")
+    d.add_argument("--preset", choices=presets, default="tiny",
+                   help="tiny: a few minutes on 2 CPU cores; preview: a better stage (about 20 min on 2 cores)")
     d.add_argument("--estimators", choices=("real", "oracle"), default="real",
                    help="real: the estimators for user footage, measured against the ground truth; "
                         "oracle: ground truth with realistic noise (upper bound)")
