@@ -40,3 +40,11 @@ def tiny(tmp_path_factory, model):
     spec = parse_spec(tiny_spec_dict())
     path = generate_clip(spec, tmp_path_factory.mktemp("synth") / "tiny", threads=2, model=model)
     return spec, path, load_clip(path)
+
+
+@pytest.fixture(scope="session")
+def default_clip():
+    """The default synthetic clip (SynthClip), rendered into the cache on first use (about 2 minutes on 2
+    cores; cached across runs in $SHOWMAKER_CACHE, default ~/.cache/showmaker)."""
+    pytest.importorskip("bpy")
+    return load_clip(generate_clip(default_spec()))

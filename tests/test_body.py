@@ -439,7 +439,7 @@ def test_smpl_dir_without_the_file_lists_what_it_looked_for(tmp_path):
     ],
 )
 def test_malformed_model_files_name_the_key(tmp_path, arrays, drop, changes, message):
-    path = _write_npz(tmp_path / "SMPL_NEUTRAL.npz", arrays, drop=drop, **changes)
+    _write_npz(tmp_path / "SMPL_NEUTRAL.npz", arrays, drop=drop, **changes)
     with pytest.raises(BodyModelError, match=message):
         load_body_model(tmp_path)
 

@@ -334,23 +334,11 @@ def test_auto_falls_back_to_incremental_mapping(room_clip, tmp_path, monkeypatch
     assert err["registered_fraction"] >= 0.9 and err["rot_max_deg"] < 2.0
 
 
-def _cached_default_clip():
-    """The default synthetic clip if a finished one is in the cache (rendering it needs Blender: not here)."""
-    synth = pytest.importorskip("showmaker.synth")
-    from showmaker.synth.clip import is_complete_clip, read_meta
-
-    spec, root = synth.default_spec().to_dict(), synth.cache_root()
-    for d in sorted(root.glob("*/")) if root.is_dir() else []:
-        if is_complete_clip(d) and read_meta(d).get("spec") == spec:
-            return synth.load_clip(d)
-    pytest.skip("the default synthetic clip is not cached (showmaker synth / generate_clip renders it)")
-
-
-def test_default_synthetic_clip_wide_shots(tmp_path):
+def test_default_synthetic_clip_wide_shots(tmp_path, default_clip):
     """Every 3rd frame of the synthetic clip's two wide shots (one camera that dollies; actors masked), with the
     true focal length given: all registered, rotations within 2 degrees (the close-up cannot be connected at
     320x240, see docs/estimators.md)."""
-    clip = _cached_default_clip()
+    clip = default_clip
     keep = np.flatnonzero(clip.camera_ids == clip.camera_ids[0])[::3]
     frames = np.stack([clip.frames[int(f)] for f in keep])
     shot_ids = np.asarray(clip.shot_ids)[keep]

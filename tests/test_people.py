@@ -566,24 +566,9 @@ def test_keypoint_pixel_convention_is_flip_consistent():
     assert abs(np.mean(residuals)) < 0.5  # the other convention would give -1
 
 
-def _cached_default_clip():
-    """The default synthetic clip if one is already rendered in the cache (rendering takes minutes)."""
-    from showmaker.synth import default_spec, load_clip
-    from showmaker.synth.clip import is_complete_clip, read_meta
-    from showmaker.synth.generate import cache_root
-
-    root = cache_root()
-    want = default_spec().to_dict()
-    found = [p for p in root.iterdir() if is_complete_clip(p) and read_meta(p).get("spec") == want] if root.is_dir() else []
-    return load_clip(max(found, key=lambda p: p.stat().st_mtime)) if found else None
-
-
-def test_default_synthetic_clip_first_shot():
+def test_default_synthetic_clip_first_shot(default_clip):
     """The first shot of the default synthetic clip (both actors, 30 frames): people found and tracked."""
-    clip = _cached_default_clip()
-    if clip is None:
-        pytest.skip("the default synthetic clip is not rendered in the cache (showmaker synth, or "
-                    "benchmarks/bench_estimators_people.py --generate)")
+    clip = default_clip
     F = int(np.count_nonzero(clip.shot_ids == clip.shot_ids[0]))
     frames = np.stack([clip.frames[i] for i in range(F)])
     shots = clip.shot_ids[:F]

@@ -303,20 +303,11 @@ def test_cli_and_stale_sheets(tmp_path, capsys):
         qc.qc_main([str(p.root), "--frames-per-shot", "0"])
 
 
-def _cached_clip():
-    from showmaker.synth import cache_root
-
-    root = cache_root()
-    clips = sorted(p.parent for p in root.glob("*/meta.json")) if root.is_dir() else []
-    return clips[0] if clips else None
-
-
-@pytest.mark.skipif(_cached_clip() is None, reason="no synthetic clip in the cache (run `showmaker synth`)")
-def test_real_ground_truth_clip(tmp_path):
+def test_real_ground_truth_clip(tmp_path, default_clip):
     """Through the real load_clip: a project with only masks and (similarity-moved) cameras of a cached clip."""
     from showmaker.synth import load_clip
 
-    path = _cached_clip()
+    path = default_clip.path
     clip = load_clip(path)
     root = tmp_path / "proj"
     Project.create(root, {"ground_truth": path})

@@ -135,20 +135,8 @@ def test_histogram_detector_misses_same_room_cut_but_finds_new_set():
     assert cuts[0] not in pred  # same room, same colours
 
 
-def _cached_default_clip():
-    """The default synthetic clip if a finished one is in the cache (rendering it needs Blender: not here)."""
-    synth = pytest.importorskip("showmaker.synth")
-    from showmaker.synth.clip import is_complete_clip, read_meta
-
-    spec, root = synth.default_spec().to_dict(), synth.cache_root()
-    for d in sorted(root.glob("*/")) if root.is_dir() else []:
-        if is_complete_clip(d) and read_meta(d).get("spec") == spec:
-            return synth.load_clip(d)
-    pytest.skip("the default synthetic clip is not cached (showmaker synth / generate_clip renders it)")
-
-
-def test_default_synthetic_clip_cuts_exact():
-    clip = _cached_default_clip()
+def test_default_synthetic_clip_cuts_exact(default_clip):
+    clip = default_clip
     frames = clip.frames[0:len(clip.frames)]
     np.testing.assert_array_equal(cuts_from_shot_ids(detect_shots(frames)), clip.cuts)
     np.testing.assert_array_equal(cuts_from_shot_ids(detect_shots(clip.path / "clip.mp4")), clip.cuts)

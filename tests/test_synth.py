@@ -10,7 +10,7 @@ from showmaker.geometry import backproject_depth, project_points
 from showmaker.synth import SpecError, default_spec, generate_clip, load_clip, load_spec, parse_spec
 from showmaker.synth.background import background_cameras
 from showmaker.synth.cli import synth_main
-from showmaker.synth.generate import cache_root, clip_key, prepare, procedural_body
+from showmaker.synth.generate import cache_root, clip_key, prepare
 from showmaker.synth.video import count_video_frames
 
 

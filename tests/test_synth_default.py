@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from showmaker.synth import generate_clip, load_clip
 from showmaker.synth.video import count_video_frames
 
 pytest.importorskip("bpy")
@@ -14,8 +13,8 @@ _SHOULDERS, _HIPS = (11, 12), (23, 24)  # mediapipe pose landmark indices
 
 
 @pytest.fixture(scope="module")
-def clip():
-    return load_clip(generate_clip(progress=False))
+def clip(default_clip):
+    return default_clip
 
 
 def test_default_clip_layout(clip):
