@@ -38,6 +38,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .landmarks import MP_LANDMARK_NAMES
 from .people_track import (
     BODY_LANDMARKS,
     LEG_PAIRS,
@@ -67,13 +68,6 @@ __all__ = [
     "skeleton_gate",
 ]
 
-MP_LANDMARK_NAMES: tuple[str, ...] = (
-    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye", "right_eye_outer",
-    "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder", "right_shoulder", "left_elbow",
-    "right_elbow", "left_wrist", "right_wrist", "left_pinky", "right_pinky", "left_index", "right_index",
-    "left_thumb", "right_thumb", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
-    "right_ankle", "left_heel", "right_heel", "left_foot_index", "right_foot_index",
-)
 MP_NUM_LANDMARKS = 33
 NUM_FACE_LANDMARKS = 468
 

@@ -78,6 +78,7 @@ import torch
 
 from ..body.joints import NUM_JOINTS, SMPL_PARENTS
 from ..body.lbs import axis_angle_to_matrix, matrix_to_axis_angle
+from .landmarks import MP_LANDMARK_NAMES as MEDIAPIPE_LANDMARKS
 
 __all__ = [
     "MEDIAPIPE_LANDMARKS",
@@ -88,15 +89,6 @@ __all__ = [
     "fit_smpl",
     "mpjpe_root_aligned",
 ]
-
-#: mediapipe's 33 pose landmarks, by index ("left" = the person's own left).
-MEDIAPIPE_LANDMARKS: tuple[str, ...] = (
-    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye", "right_eye_outer",
-    "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder", "right_shoulder", "left_elbow",
-    "right_elbow", "left_wrist", "right_wrist", "left_pinky", "right_pinky", "left_index", "right_index",
-    "left_thumb", "right_thumb", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
-    "right_ankle", "left_heel", "right_heel", "left_foot_index", "right_foot_index",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
