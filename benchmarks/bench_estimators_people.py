@@ -17,6 +17,7 @@ import sys
 import time
 
 import numpy as np
+from _clip import resolve_clip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,23 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     from showmaker.body.joints import SMPL_JOINT_NAMES
     from showmaker.estimate.people import SMPL_FROM_MP, PeopleConfig, estimate_people
     from showmaker.estimate.people_metrics import score_people
-    from showmaker.synth import default_spec, load_clip
-    from showmaker.synth.clip import is_complete_clip
-    from showmaker.synth.generate import cache_root, clip_key, procedural_body
+    from showmaker.synth import load_clip
 
-    if args.clip:
-        path = args.clip
-    else:
-        spec = default_spec()
-        path = cache_root() / clip_key(spec, procedural_body())
-        if not is_complete_clip(path):
-            if not args.generate:
-                print(f"the default synthetic clip is not cached ({path}); run with --generate or `showmaker synth`",
-                      file=sys.stderr)
-                return 2
-            from showmaker.synth import generate_clip
-
-            path = generate_clip(spec)
+    path = resolve_clip(args.clip, args.generate)
+    if path is None:
+        return 2
     clip = load_clip(path)
     F = clip.frame_count if args.frames <= 0 else min(args.frames, clip.frame_count)
     frames = np.stack([clip.frames[i] for i in range(F)])

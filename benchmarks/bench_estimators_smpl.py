@@ -30,6 +30,7 @@ import time
 
 import numpy as np
 import torch
+from _clip import resolve_clip
 
 
 def _camera_frame(clip):
@@ -119,23 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from showmaker.estimate.smpl_fit import SmplFitConfig, fit_smpl
-    from showmaker.synth import default_spec, load_clip
-    from showmaker.synth.clip import is_complete_clip
-    from showmaker.synth.generate import cache_root, clip_key, procedural_body
+    from showmaker.synth import load_clip
+    from showmaker.synth.generate import procedural_body
 
-    if args.clip:
-        path = args.clip
-    else:
-        spec = default_spec()
-        path = cache_root() / clip_key(spec, procedural_body())
-        if not is_complete_clip(path):
-            if not args.generate:
-                print(f"the default synthetic clip is not cached ({path}); run with --generate or `showmaker synth`",
-                      file=sys.stderr)
-                return 2
-            from showmaker.synth import generate_clip
-
-            path = generate_clip(spec)
+    path = resolve_clip(args.clip, args.generate)
+    if path is None:
+        return 2
     clip = load_clip(path)
     body = procedural_body()  # the clip's actors are always the procedural body
     F = clip.frame_count if args.frames <= 0 else min(args.frames, clip.frame_count)

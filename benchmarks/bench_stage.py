@@ -40,7 +40,7 @@ def main():
         wall = time.time() - t0
         s = evaluate_project(root)["stage"]
         rows.append((mode, wall, s))
-    print(f"| depth guidance | shot | PSNR (dB) | SSIM | depth abs-rel | depth RMSE (m) | coverage | wall (s) |")
+    print("| depth guidance | shot | PSNR (dB) | SSIM | depth abs-rel | depth RMSE (m) | coverage | wall (s) |")
     print("|---|---|---|---|---|---|---|---|")
     for mode, wall, s in rows:
         label = "on (eq. 5-6)" if mode == "estimate" else "off"
