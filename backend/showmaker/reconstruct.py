@@ -348,7 +348,7 @@ def run_stage(ctx: StageContext):
     if state is not None:
         trainer.load_state_dict(state)
     params = trainer.train(save_checkpoint=ctx.save_checkpoint, check_cancelled=ctx.check_cancelled,
-                           progress=ctx.progress)
+                           progress=ctx.progress, show_bar=False)  # the CLI draws ctx.progress
     gs = to_gaussian_set(params)
     save_ply(ctx.out_dir / "stage.ply", gs)
     p = from_gaussian_set(gs)
