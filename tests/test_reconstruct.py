@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from showmaker.project import Project
 from showmaker.estimate.cameras import camera_errors
@@ -72,3 +73,30 @@ def test_oracle_refuses_a_clip_without_ground_truth(tiny, tmp_path):
     with pytest.raises(ValueError, match="ground truth"):
         check_inputs(proj.inputs, "oracle")
     check_inputs(proj.inputs, "real")
+
+
+def test_background_images_become_stage_views(tmp_path):
+    """TV-show setting: registered background images join the stage's training views (all background, no
+    depth target, resized to the clip's size with their intrinsics scaled); unregistered ones do not."""
+    from showmaker.atomic import atomic_save_npz
+    from showmaker.reconstruct import train_views
+
+    F, H, W = 4, 12, 16
+    K = np.array([[20.0, 0, 8], [0, 20, 6], [0, 0, 1]])
+    vm = np.repeat(np.eye(4)[None], F, 0)
+    for name in ("level", "masks", "depth"):
+        (tmp_path / name).mkdir()
+    atomic_save_npz(tmp_path / "level" / "scene.npz", Ks=np.repeat(K[None], F, 0), viewmats=vm,
+                    registered=np.array([True, True, False, True]), bg_Ks=np.repeat((K * [[2], [2], [1]])[None], 2, 0),
+                    bg_viewmats=np.repeat(np.eye(4)[None], 2, 0), bg_registered=np.array([True, False]))
+    atomic_save_npz(tmp_path / "masks" / "masks.npz", instances=np.ones((F, H, W), np.uint8))
+    atomic_save_npz(tmp_path / "depth" / "depth.npz", aligned=np.ones((F, H, W), np.float32))
+    frames = np.zeros((F, H, W, 3), np.uint8)
+    background = [np.full((2 * H, 2 * W, 3), 200, np.uint8), np.zeros((2 * H, 2 * W, 3), np.uint8)]
+    dirs = {n: tmp_path / n for n in ("level", "masks", "depth")}
+    views, held, _ = train_views(dirs, frames, holdout_every=0, background=background)
+    assert views.n == 3 + 1  # frames 0, 1, 3 and the first background image
+    torch.testing.assert_close(views.Ks[-1], torch.tensor(K, dtype=torch.float32))
+    assert views.masks[-1].all() and not views.masks[0].any()  # clip frames: actor everywhere here
+    assert torch.isnan(views.depths[-1]).all() and not torch.isnan(views.depths[0]).any()
+    assert abs(float(views.images[-1].mean()) - 200 / 255) < 1e-6

@@ -222,8 +222,9 @@ def run_cameras(ctx: StageContext, background: bool = False):
         cams = estimate_cameras(frames, masks > 0, shot_ids, c.sfm, background_images=bg_images,
                                 workdir=ctx.checkpoint_path.parent / "sfm")
         report = cams["report"]
+    bg = {k: cams[k] for k in ("bg_Ks", "bg_viewmats", "bg_registered") if background and k in cams}
     atomic_save_npz(ctx.out_dir / "cameras.npz", Ks=cams["Ks"], viewmats=cams["viewmats"],
-                    registered=cams["registered"])
+                    registered=cams["registered"], **bg)
     atomic_save_npz(ctx.out_dir / "points.npz", points=cams["points"], colors=cams["colors"],
                     vis_frame=cams["vis_frame"], vis_point=cams["vis_point"])
     atomic_write_json(ctx.out_dir / "report.json", report)
@@ -307,16 +308,27 @@ def run_level(ctx: StageContext):
     radius = _scene_radius(cams, pts["points"])
     floor = find_floor(pts["points"], cams["viewmats"][cams["registered"]], radius, LevelConfig())
     points, viewmats = apply_level(floor.T_level, pts["points"], cams["viewmats"])
+    bg = {}
+    if "bg_viewmats" in cams:  # background images (TV-show setting): more stage views
+        bg = {"bg_Ks": cams["bg_Ks"], "bg_viewmats": apply_level(floor.T_level, None, cams["bg_viewmats"])[1],
+              "bg_registered": cams["bg_registered"]}
     atomic_save_npz(ctx.out_dir / "scene.npz", Ks=cams["Ks"], viewmats=viewmats, points=points,
-                    colors=pts["colors"], T_level=floor.T_level, registered=cams["registered"])
+                    colors=pts["colors"], T_level=floor.T_level, registered=cams["registered"], **bg)
     atomic_write_json(ctx.out_dir / "level.json", {
         "T_level": floor.T_level.tolist(), "floor_normal": floor.normal.tolist(), "floor_offset": floor.offset,
         "floor_inliers": floor.n_inliers, "scene_radius": radius,
     })
 
 
-def train_views(ctx_dirs: dict[str, Path], frames: np.ndarray, holdout_every: int, device="cpu"):
-    """Assemble (train views, held-out frame indices) from the upstream stage folders."""
+def train_views(ctx_dirs: dict[str, Path], frames: np.ndarray, holdout_every: int, device="cpu",
+                background: list[np.ndarray] | None = None):
+    """Assemble (train views, held-out frame indices, levelled scene) from the upstream stage folders.
+
+    Clip frames that SfM registered are views with their actors masked out and their aligned depth; every
+    ``holdout_every``-th of them is held out. ``background`` images (the TV-show setting's other episodes,
+    in the order SfM was given them) that registered are more views: all background, no depth target,
+    resized to the clip's size with their intrinsics scaled to match.
+    """
     scene = np.load(ctx_dirs["level"] / "scene.npz")
     masks = np.load(ctx_dirs["masks"] / "masks.npz")["instances"]
     depth_file = ctx_dirs["depth"] / "depth.npz"
@@ -324,24 +336,40 @@ def train_views(ctx_dirs: dict[str, Path], frames: np.ndarray, holdout_every: in
     usable = [f for f in range(len(frames)) if scene["registered"][f]]  # frames SfM gave a camera
     held = [f for f in usable if holdout_every and f % holdout_every == holdout_every // 2]
     train = [f for f in usable if f not in held]
+    H, W = frames.shape[1:3]
+    images, bg_masks, Ks, viewmats = [frames[train]], [masks[train] == 0], [scene["Ks"][train]], [scene["viewmats"][train]]
+    n_bg = 0
+    if background is not None and "bg_viewmats" in scene:
+        for img, K, vm, ok in zip(background, scene["bg_Ks"], scene["bg_viewmats"], scene["bg_registered"]):
+            if not ok:
+                continue
+            h, w = img.shape[:2]
+            K = np.diag([W / w, H / h, 1.0]) @ K
+            images.append(np.asarray(Image.fromarray(img).resize((W, H), Image.BILINEAR))[None])
+            bg_masks.append(np.ones((1, H, W), bool))
+            Ks.append(K[None])
+            viewmats.append(vm[None])
+            n_bg += 1
+    if depths is not None:
+        depths = np.concatenate([depths[train], np.full((n_bg, H, W), np.nan, np.float32)])
 
-    def t(x, idx):
-        return torch.as_tensor(np.asarray(x)[idx], dtype=torch.float32, device=device)
+    def t(x):
+        return torch.as_tensor(np.concatenate(x) if isinstance(x, list) else x, dtype=torch.float32, device=device)
 
     views = StageViews(
-        images=t(frames, train) / 255.0,
-        masks=torch.as_tensor(masks[train] == 0, device=device),
-        Ks=t(scene["Ks"], train), viewmats=t(scene["viewmats"], train),
-        depths=None if depths is None else t(depths, train),
+        images=t(images) / 255.0, masks=torch.as_tensor(np.concatenate(bg_masks), device=device),
+        Ks=t(Ks), viewmats=t(viewmats), depths=None if depths is None else t(depths),
     )
     return views, held, scene
 
 
-def run_stage(ctx: StageContext):
+def run_stage(ctx: StageContext, background: bool = False):
+    """Stage Gaussians (eq. 4-7); ``background``: the project's background images are more training views."""
     c: StageConfig = ctx.config
     frames = load_frames(ctx.upstream_dir("ingest"))
     dirs = {n: ctx.upstream_dir(n) for n in ("level", "masks", "depth")}
-    views, held, scene = train_views(dirs, frames, c.holdout_every)
+    bg_images = load_background_images(ctx.input_path("background")) if background else None
+    views, held, scene = train_views(dirs, frames, c.holdout_every, background=bg_images)
     radius = json.loads((dirs["level"] / "level.json").read_text())["scene_radius"]
     trainer = StageTrainer(views, scene["points"], scene["colors"], radius, c.train)
     state = ctx.load_checkpoint()
@@ -388,7 +416,8 @@ def build_pipeline(cfg: ReconstructionConfig = ReconstructionConfig(), inputs: I
               upstream=("ingest", "shots", "masks"), inputs=gt + (("background",) if background else ())),
         Stage("depth", run_depth, depth, upstream=("ingest", "cameras", "masks"), inputs=gt),
         Stage("level", run_level, None, upstream=("cameras",)),
-        Stage("stage", run_stage, stage, upstream=("ingest", "level", "masks", "depth")),
+        Stage("stage", functools.partial(run_stage, background=background), stage,
+              upstream=("ingest", "level", "masks", "depth"), inputs=("background",) if background else ()),
     ]
     if est == "real":
         stages.append(Stage("smpl_init", run_smpl_init, cfg.smpl, upstream=("masks", "cameras", "shots")))
