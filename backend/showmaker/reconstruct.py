@@ -413,11 +413,12 @@ def build_pipeline(cfg: ReconstructionConfig = ReconstructionConfig(), inputs: I
         Stage("shots", run_shots, ShotsStage(est, cfg.shots), upstream=("ingest",), inputs=gt),
         Stage("masks", run_masks, MasksStage(est, cfg.people), upstream=("ingest", "shots"), inputs=gt),
         Stage("cameras", functools.partial(run_cameras, background=background), CamerasStage(est, cfg.sfm, cfg.oracle),
-              upstream=("ingest", "shots", "masks"), inputs=gt + (("background",) if background else ())),
+              upstream=("ingest", "shots", "masks"), inputs=gt + (("background",) if background else ()), version="2"),
         Stage("depth", run_depth, depth, upstream=("ingest", "cameras", "masks"), inputs=gt),
-        Stage("level", run_level, None, upstream=("cameras",)),
+        Stage("level", run_level, None, upstream=("cameras",), version="2"),
         Stage("stage", functools.partial(run_stage, background=background), stage,
-              upstream=("ingest", "level", "masks", "depth"), inputs=("background",) if background else ()),
+              upstream=("ingest", "level", "masks", "depth"), inputs=("background",) if background else (),
+              version="2"),
     ]
     if est == "real":
         stages.append(Stage("smpl_init", run_smpl_init, cfg.smpl, upstream=("masks", "cameras", "shots")))
