@@ -87,24 +87,26 @@ def run_case(n: int | None, side: int, backend: str, backward: bool, repeats: in
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
-    def timed(with_backward: bool) -> float:
+    def timed(with_backward: bool) -> tuple[float, float]:
+        """(wall, CPU) seconds of one render."""
         sync()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         with torch.set_grad_enabled(backward):  # forward-only cases build no autograd graph
             out, alpha, meta = render()
         if with_backward:
             (out.sum() + alpha.sum()).backward()
         sync()
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
 
     timed(backward)  # warm-up (and first-touch of the allocator)
-    fwd = min(timed(False) for _ in range(repeats))
-    fb = min(timed(True) for _ in range(repeats)) if backward else None
+    fwd, fwd_cpu = (min(t) for t in zip(*[timed(False) for _ in range(repeats)]))
+    fb, fb_cpu = (min(t) for t in zip(*[timed(True) for _ in range(repeats)])) if backward else (None, None)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
             else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_kib) / 1024)
     with torch.no_grad():
         _, alpha, meta = render()
-    return {"forward_s": fwd, "forward_backward_s": fb, "peak_mib": peak,
+    return {"forward_s": fwd, "forward_backward_s": fb, "forward_cpu_s": fwd_cpu, "forward_backward_cpu_s": fb_cpu,
+            "peak_mib": peak,
             "intersections": int(meta["flatten_ids"].numel()) if "flatten_ids" in meta else None,
             "alpha_mean": float(alpha.mean())}
 
@@ -125,13 +127,14 @@ def machine() -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| scene | Gaussians | image | backend | forward (s) | forward+backward (s) | peak memory (MiB) "
-             "| tile pairs | mean alpha |", "|---|---:|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| scene | Gaussians | image | backend | forward (s) | forward+backward (s) | CPU forward / f+b (s) "
+             "| peak memory (MiB) | tile pairs | mean alpha |", "|---|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+    sec = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
     for r in rows:
         pairs = f"{r['intersections']:,}" if r.get("intersections") is not None else "-"
-        fb = "-" if r["forward_backward_s"] is None else f"{r['forward_backward_s']:.3f}"
-        lines.append(f"| {r['label']} | {r['n']:,} | {r['side']}x{r['side']} | {r['backend']} | {r['forward_s']:.3f} "
-                     f"| {fb} | {r['peak_mib']:.0f} | {pairs} | {r['alpha_mean']:.2f} |")
+        cpu = f"{sec(r['forward_cpu_s'])} / {sec(r['forward_backward_cpu_s'])}"
+        lines.append(f"| {r['label']} | {r['n']:,} | {r['side']}x{r['side']} | {r['backend']} | {sec(r['forward_s'])} "
+                     f"| {sec(r['forward_backward_s'])} | {cpu} | {r['peak_mib']:.0f} | {pairs} | {r['alpha_mean']:.2f} |")
     return "\n".join(lines)
 
 
@@ -184,7 +187,8 @@ def main():
                                                                 "backend": backend}
         rows.append(r)
         print(f"{label:>6} {side}x{side} {backend:>9}: forward {r['forward_s']:.3f} s, forward+backward "
-              f"{r['forward_backward_s']} s, peak +{r['peak_mib']:.0f} MiB", flush=True)
+              f"{r['forward_backward_s']} s, CPU {r['forward_cpu_s']:.3f} / {r['forward_backward_cpu_s']} s, "
+              f"peak +{r['peak_mib']:.0f} MiB", flush=True)
     if not args.quick:
         write_section(_section_text(header, table(rows)))
 
@@ -200,13 +204,19 @@ def _has_gsplat() -> bool:
 def _section_text(header: str, results: str) -> str:
     return f"""`benchmarks/bench_rasterize.py` (run `python benchmarks/bench_rasterize.py`; it rewrites this section).
 
-Machine: {header}. Times are wall clock, the best of 3 runs after a warm-up (the brute-force reference: one
-run): other jobs share these 2 cores, and the best run is the one least disturbed by them.
-Forward+backward backpropagates sum(colours) + sum(alphas) to means, quats, scales, opacities and colours.
-Peak memory: growth of the process's maximum resident set during the case. Scenes: garden centres and
-colours (all 138,766 for "garden", else a random subset; 1M = duplicates jittered by 0.01), random rotations,
-scales uniform in [0, 0.02] and opacities uniform in [0, 1], the data's first camera scaled to the square
-image. "tile pairs" counts Gaussian-tile intersections after the exact ellipse cull.
+Machine: {header}.
+
+Times are wall clock, the best of 3 runs after a warm-up (the brute-force reference: one run): other jobs
+share these 2 cores, and the best run is the one least disturbed by them. "CPU" is the process's CPU time
+(both threads), the least of the runs; where it is no larger than the wall time, the work effectively ran
+on one core (the other was busy). OpenMP's default active waiting makes torch's 2-thread operations up to
+17x slower when the cores are shared; the benchmark sets OMP_WAIT_POLICY=PASSIVE, which a backend on a
+shared machine should do too (or use one thread). Forward+backward backpropagates sum(colours) +
+sum(alphas) to means, quats, scales, opacities and colours. Peak memory: growth of the process's maximum
+resident set during the case. Scenes: garden centres and colours (all 138,766 for "garden", else a random
+subset; 1M = duplicates jittered by 0.01), random rotations, scales uniform in [0, 0.02] and opacities
+uniform in [0, 1], the data's first camera scaled to the square image. "tile pairs" counts Gaussian-tile
+intersections after the exact ellipse cull.
 
 {results}
 

@@ -57,10 +57,23 @@ def test_schedule_grows_high_gradient_gaussians_and_prunes_transparent_ones():
         params["scales"][1] = torch.log(torch.tensor(2.0))  # large -> split rather than cloned
     opts = make_optimizers(params, {k: 1e-2 for k in params})
     st = DensifyState(4, "cpu")
-    cfg = DensifyConfig(refine_start=0, refine_every=1, reset_every=0, grow_grad2d=1e-3)
+    cfg = DensifyConfig(refine_start=0, refine_every=1, reset_every=0, grow_grad2d=1e-3, prune_scale3d=1.0)
     means2d = torch.zeros(1, 4, 2, requires_grad=True)
     means2d.grad = torch.tensor([[[1e-2, 0.0], [1e-2, 0.0], [0.0, 0.0], [0.0, 0.0]]])
     meta = {"means2d": means2d, "radii": torch.ones(1, 4, 2, dtype=torch.int32), "width": 2, "height": 2, "n_cameras": 1}
     report = step_post_backward(1, params, opts, st, meta, scene_scale=10.0, cfg=cfg)
     assert report == {"cloned": 1, "split": 1, "pruned": 1}
     assert params["means"].shape[0] == 4 - 1 + 1 + 2 - 1
+
+
+def test_huge_gaussians_are_pruned_even_without_opacity_resets():
+    params = _params(3)
+    with torch.no_grad():
+        params["scales"][2] = torch.log(torch.tensor(50.0))  # 5x the scene scale
+    opts = make_optimizers(params, {k: 1e-2 for k in params})
+    st = DensifyState(3, "cpu")
+    meta = {"means2d": torch.zeros(1, 3, 2, requires_grad=True), "radii": torch.ones(1, 3, 2, dtype=torch.int32),
+            "width": 2, "height": 2, "n_cameras": 1}
+    cfg = DensifyConfig(refine_start=0, refine_every=1, reset_every=0)
+    report = step_post_backward(1, params, opts, st, meta, scene_scale=10.0, cfg=cfg)
+    assert report["pruned"] == 1 and params["means"].shape[0] == 2

@@ -192,7 +192,9 @@ def step_post_backward(
         split(params, optimizers, state, split_mask, generator=generator)
         opac = torch.sigmoid(params["opacities"])
         prune = opac < cfg.prune_opa
-        if cfg.reset_every and step > cfg.reset_every:
+        # Huge Gaussians (world space) go too; 3DGS starts this after the first opacity reset, and from the
+        # start when resets are off (short runs), so that none grows without bound.
+        if not cfg.reset_every or step > cfg.reset_every:
             prune |= torch.exp(params["scales"]).max(-1).values > cfg.prune_scale3d * scene_scale
         remove(params, optimizers, state, prune)
         state.reset()

@@ -71,7 +71,13 @@ def rasterization(
         absgrad: backward also stores the summed absolute 2D-mean gradients in ``meta["means2d"].absgrad``.
         rasterize_mode: "classic" or "antialiased" (opacities scaled by the eps2d compensation).
         backend: "auto" uses gsplat for CUDA tensors when it imports and the torch rasterizer otherwise.
-        kwargs: other gsplat arguments, passed on to gsplat (the torch path accepts tile_size only).
+        kwargs: other gsplat arguments, passed on to gsplat. The torch path uses ``tile_size`` (16), ignores
+            ``sparse_grad``, ``channel_chunk`` and ``segmented``, takes ``camera_model="pinhole"`` only and
+            rejects the rest (``distributed``, ``covars``, ...).
+
+    The torch path matches gsplat's classic blending (alpha = min(0.999, opacity exp(-sigma)), skipped below
+    1/255, stop before T <= 1e-4, depth order per 16-pixel tile) to float rounding; the one rule it does not
+    copy is gsplat's skip of a Gaussian where rounding makes sigma slightly negative (at its very centre).
 
     Returns:
         render_colors [C, H, W, D or 1 or D+1], render_alphas [C, H, W, 1], meta: gsplat's intermediate

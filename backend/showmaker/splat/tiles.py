@@ -23,7 +23,7 @@ class TileIntersections:
     """Sorted Gaussian-tile pairs.
 
     isect_ids [P] int64: gsplat's key (image << (32 + tile_bits)) | (tile << 32) | depth bits, ascending.
-    flatten_ids [P] int64: the splat (row of the flat arrays) of each pair.
+    flatten_ids [P] int32: the splat (row of the flat arrays) of each pair.
     isect_offsets [I, tile_height, tile_width] int32: index of each tile's first pair.
     tiles_per_gauss [M] int32: pairs per splat (after the cull).
     """
@@ -60,10 +60,12 @@ def _ellipse_x_range(conics: Tensor, tau: Tensor, dy_lo: Tensor, dy_hi: Tensor) 
 
 
 def _spread(counts: Tensor) -> tuple[Tensor, Tensor]:
-    """For items with ``counts`` [V]: (item index, rank within the item) of each of sum(counts) entries."""
-    item = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
-    rank = torch.arange(len(item), device=counts.device) - (torch.cumsum(counts, 0) - counts).index_select(0, item)
-    return item, rank
+    """For items with ``counts`` [V]: (item index, rank within the item) of each of sum(counts) entries, as
+    int32 (these are the largest arrays of the rasterizer)."""
+    i32 = dict(dtype=torch.int32, device=counts.device)
+    item = torch.repeat_interleave(torch.arange(len(counts), **i32), counts)
+    starts = (torch.cumsum(counts, 0) - counts).to(torch.int32)
+    return item, torch.arange(len(item), **i32) - starts.index_select(0, item)
 
 
 @torch.no_grad()
@@ -117,7 +119,7 @@ def intersect_tiles(
     key_type = torch.int32 if n_images << tile_bits < 2 ** 31 else torch.int64
     row_key = ((image_ids[g] << tile_bits) | (ty * tw + tx_lo)).to(key_type)  # (image << tile_bits) | tile
     keys, order = torch.sort(row_key.index_select(0, pair_row) + rank.to(key_type), stable=True)
-    flatten_ids = g.index_select(0, pair_row.index_select(0, order))
+    flatten_ids = g.int().index_select(0, pair_row.index_select(0, order))
     keys = keys.long()
     isect_ids = (keys << 32) | depth_bits.index_select(0, flatten_ids)
     per_tile = torch.bincount(keys, minlength=n_images << tile_bits).view(n_images, -1)[:, : tw * th].flatten()
