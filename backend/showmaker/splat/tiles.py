@@ -85,7 +85,6 @@ def intersect_tiles(
     ranges as gsplat: floor / ceil of mean/tile_size -/+ radius/tile_size, clamped to the grid) and whose
     ellipse {alpha >= 1/255} reaches the rectangle of the tile's pixel centres, sorted by image, tile, then
     depth (ties: splat order). The ellipse is cut per tile row, so large splats cost per row, not per tile."""
-    device = means2d.device
     ts = tile_size
     tw, th = math.ceil(width / ts), math.ceil(height / ts)
     tile_bits = (tw * th).bit_length()
