@@ -27,6 +27,7 @@ from showmaker.body import (
 from showmaker.body import procedural
 from showmaker.body.anatomy import skeleton
 from showmaker.body import convert_smpl
+from showmaker.body.model import read_model_file
 
 
 
@@ -492,3 +493,16 @@ def test_real_smpl_files_load():
     height = float(out.vertices[0, :, 1].max() - out.vertices[0, :, 1].min())
     assert 1.4 < height < 2.0
     _assert_close(out.joints, model.rest_joints(), atol=1e-6)
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path):
+    """SMPL .pkl files are unpickled with an allow-list: a crafted file cannot call arbitrary functions."""
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    path = tmp_path / "SMPL_NEUTRAL.pkl"
+    path.write_bytes(pickle.dumps({"v_template": Exploit()}, protocol=2))
+    with pytest.raises(BodyModelError, match="refusing to load"):
+        read_model_file(path)

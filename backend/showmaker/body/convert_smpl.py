@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse
 
 from ..atomic import atomic_write_bytes
-from .model import BodyModelError, validate_model_arrays
+from .model import BodyModelError, SmplUnpickler, validate_model_arrays
 
 __all__ = ["convert_smpl", "load_smpl_pickle", "main"]
 
@@ -31,17 +30,10 @@ class _ChumpyStandIn:
         self.__dict__.update(state if isinstance(state, dict) else {k: v for d in state if d for k, v in d.items()})
 
 
-class _Unpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if module == "chumpy" or module.startswith("chumpy."):
-            return _ChumpyStandIn
-        return super().find_class(module, name)
-
-
 def load_smpl_pickle(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The numeric (and string) arrays of an SMPL pickle, chumpy or not, by key; other entries are dropped."""
     with open(path, "rb") as f:
-        raw = _Unpickler(f, encoding="latin1").load()
+        raw = SmplUnpickler(f, chumpy_stand_in=_ChumpyStandIn).load()
     if not isinstance(raw, dict):
         raise BodyModelError(f"{path}: expected a pickled dict of SMPL arrays, found {type(raw).__name__}")
     out = {}

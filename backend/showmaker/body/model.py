@@ -100,6 +100,36 @@ def find_smpl_file(smpl_dir: str | os.PathLike, gender: str = "neutral") -> Path
     )
 
 
+class SmplUnpickler(pickle.Unpickler):
+    """Unpickles an SMPL ``.pkl`` (latin-1, Python 2 era) allowing only the classes such files hold: numpy
+    arrays and dtypes, scipy sparse matrices and plain objects. Any other class (a crafted file calling
+    ``os.system``, say) is refused. chumpy classes raise ``ModuleNotFoundError('chumpy')`` unless
+    ``chumpy_stand_in`` is given, which then takes their place (see ``convert_smpl``)."""
+
+    _NUMPY_NAMES = {"_reconstruct", "ndarray", "dtype", "scalar", "_frombuffer"}
+
+    def __init__(self, file, chumpy_stand_in: type | None = None):
+        super().__init__(file, encoding="latin1")
+        self._chumpy = chumpy_stand_in
+
+    def find_class(self, module: str, name: str):
+        root = module.split(".")[0]
+        if root == "chumpy":
+            if self._chumpy is None:
+                raise ModuleNotFoundError(f"No module named {module!r}", name="chumpy")
+            return self._chumpy
+        allowed = (
+            (root == "numpy" and name in self._NUMPY_NAMES)
+            or (module.startswith("scipy.sparse") and name.endswith(("_matrix", "_array")))
+            or (module in ("copy_reg", "copyreg") and name == "_reconstructor")
+            or (module in ("__builtin__", "builtins") and name == "object")
+            or (module == "_codecs" and name == "encode")  # bytes in protocol-2 pickles written by Python 3
+        )
+        if not allowed:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not part of an SMPL model file")
+        return super().find_class(module, name)
+
+
 def read_model_file(path: str | os.PathLike) -> dict[str, object]:
     """The arrays of an SMPL-format ``.npz`` or (chumpy-free) ``.pkl`` file, by key."""
     path = Path(path)
@@ -115,7 +145,7 @@ def read_model_file(path: str | os.PathLike) -> dict[str, object]:
     if path.suffix.lower() == ".pkl":
         try:
             with open(path, "rb") as f:
-                data = pickle.load(f, encoding="latin1")
+                data = SmplUnpickler(f).load()
         except ModuleNotFoundError as exc:
             if (exc.name or "").split(".")[0] != "chumpy":
                 raise
